@@ -1,0 +1,41 @@
+"""cakejax: the "Baking with JAX Autodiff" course as a library.
+
+Typed Equinox models of the course's cakes and the derivative tools JAX leaves to the user.
+Every public name is importable from here: `import cakejax as cj; cj.Deliciousness()`.
+
+Shapes and dtypes are checked at run time by jaxtyping + beartype, through an import hook
+installed below before any submodule is imported; `CAKEJAX_TYPECHECK=0` turns the checks off.
+"""
+
+import contextlib as _contextlib
+
+from ._typing import typecheck_enabled as _typecheck_enabled
+
+
+if _typecheck_enabled():
+    from jaxtyping import install_import_hook as _install_import_hook
+
+    _typechecked = _install_import_hook("cakejax", "beartype.beartype")
+else:
+    _typechecked = _contextlib.nullcontext()
+
+with _typechecked:
+    from ._autodiff import (
+        hvp as hvp,
+        nth_derivative as nth_derivative,
+        per_example_grad as per_example_grad,
+    )
+    from .recipes import (
+        CakeProperties as CakeProperties,
+        Deliciousness as Deliciousness,
+        FluffinessLoss as FluffinessLoss,
+        INGREDIENTS as INGREDIENTS,
+        ingredients as ingredients,
+        like_loss as like_loss,
+        LikeModel as LikeModel,
+        Polynomial as Polynomial,
+        PROPERTIES as PROPERTIES,
+        SweetnessError as SweetnessError,
+    )
+
+__version__ = "0.1.0"

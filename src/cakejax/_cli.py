@@ -1,0 +1,31 @@
+"""The `cakejax` command line (`python -m cakejax ...`)."""
+
+import argparse
+import sys
+
+import jax
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cakejax", description="The 'Baking with JAX Autodiff' course as a library."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    tour = commands.add_parser(
+        "tour", help="run the whole course through cakejax, checking every printed number"
+    )
+    tour.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
+    args = parser.parse_args(argv)
+
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    if args.command == "tour":
+        from . import _tour
+
+        return 0 if _tour.run() else 1
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

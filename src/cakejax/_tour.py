@@ -1,0 +1,118 @@
+"""`python -m cakejax tour`: the course run through cakejax, every printed number checked."""
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import cakejax as cj
+
+from . import _course as course
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One result of the tour: what cakejax computes beside what the course printed."""
+
+    part: str
+    name: str
+    ours: Any
+    course: Any
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        ours = np.asarray(self.ours)
+        expected = np.asarray(self.course)
+        return ours.shape == expected.shape and bool(
+            np.allclose(ours, expected, rtol=course.RTOL, atol=course.ATOL)
+        )
+
+
+def _cake() -> jax.Array:
+    return cj.ingredients(**course.CAKE)
+
+
+def part1() -> Iterator[Check]:
+    part = "Part 1: The Basics"
+    yield Check(part, "d/dx tanh(x) at x = 2", jax.grad(jnp.tanh)(2.0), course.TANH_GRAD_AT_2)
+    quality = cj.Polynomial.cake_quality()
+    for n, expected in enumerate(course.POLY_DERIVATIVES, start=1):
+        ours = cj.nth_derivative(quality, n)(course.POLY_X)
+        yield Check(part, f"cake quality x³+2x²−3x+1: derivative {n} at x = 1", ours, expected)
+
+    model = cj.LikeModel.init(jax.random.key(course.LIKE_SEED), 3)
+    features = jnp.asarray(course.LIKE_FEATURES, dtype=float)
+    likes = jnp.asarray(course.LIKES)
+    loss, grads = eqx.filter_value_and_grad(cj.like_loss)(model, features, likes)
+    yield Check(part, "like model: loss (stable, no epsilon)", loss, course.LIKE_LOSS)
+    yield Check(part, "like model: dloss/dweights", grads.weights, course.LIKE_GRAD_WEIGHTS)
+    yield Check(part, "like model: dloss/dbias", grads.bias, course.LIKE_GRAD_BIAS)
+
+
+def part2() -> Iterator[Check]:
+    part = "Part 2: Advanced Baking"
+    x = _cake()
+    properties = cj.CakeProperties()
+    yield Check(part, "cake properties (sweetness, fluffiness, cost)", properties(x),
+                course.PROPERTIES_AT_CAKE)
+    yield Check(part, "Jacobian, forward mode (jacfwd)", jax.jacfwd(properties)(x),
+                course.JACOBIAN_AT_CAKE)
+    yield Check(part, "Jacobian, reverse mode (jacrev)", jax.jacrev(properties)(x),
+                course.JACOBIAN_AT_CAKE)
+    tangent = jnp.asarray(course.JVP_TANGENT, dtype=x.dtype)
+    yield Check(part, "JVP  J·v", jax.jvp(properties, (x,), (tangent,))[1], course.JVP_OUT)
+    cotangent = jnp.asarray(course.VJP_COTANGENT, dtype=x.dtype)
+    yield Check(part, "VJP  vᵀ·J", jax.vjp(properties, x)[1](cotangent)[0], course.VJP_OUT)
+    score = cj.Deliciousness()
+    yield Check(part, "Hessian of the deliciousness score", jax.hessian(score)(x),
+                course.HESSIAN_AT_CAKE)
+    direction = jnp.asarray(course.HVP_DIRECTION, dtype=x.dtype)
+    yield Check(part, "Hessian-vector product H·v (no Hessian formed)",
+                cj.hvp(score, x, direction), course.HVP_OUT)
+    yield Check(part, "fluffiness loss gradient", jax.grad(cj.FluffinessLoss(False))(x),
+                course.FLUFFINESS_GRAD)
+    yield Check(part, "fluffiness loss gradient, target's gradient stopped",
+                jax.grad(cj.FluffinessLoss(True))(x), course.FLUFFINESS_GRAD_STOPPED)
+    targets = jnp.asarray(course.TARGET_SWEETNESS, dtype=x.dtype)
+    yield Check(part, "per-customer gradients (vmap of grad)",
+                cj.per_example_grad(cj.SweetnessError(), x, targets), course.PER_CUSTOMER_GRADS)
+
+
+PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2)
+
+
+def checks() -> list[Check]:
+    """Every check of the tour, in the course's order."""
+    return [check for part in PARTS for check in part()]
+
+
+def _format(value: Any) -> str:
+    array = np.asarray(value)
+    text = np.array2string(array, precision=8, separator=", ", max_line_width=120)
+    return text.replace("\n", "\n" + " " * 14)
+
+
+def run(print_fn: Callable[[str], None] = print) -> bool:
+    """Prints the tour; returns whether every check agrees with the course."""
+    dtype = jnp.result_type(float)
+    print_fn(f"Baking with JAX Autodiff, run through cakejax ({dtype}, {jax.default_backend()})")
+    current = None
+    results = []
+    for check in checks():
+        if check.part != current:
+            current = check.part
+            print_fn(f"\n{current}")
+        results.append(check.ok)
+        print_fn(f"  {'✓' if check.ok else '✗'} {check.name}")
+        print_fn(f"      cakejax {_format(check.ours)}")
+        print_fn(f"      course  {_format(check.course)}")
+        if check.note:
+            print_fn(f"      note    {check.note}")
+    passed = sum(results)
+    print_fn(f"\n{passed}/{len(results)} results agree with the course.")
+    return passed == len(results)

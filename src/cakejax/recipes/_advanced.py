@@ -1,0 +1,160 @@
+"""Part 2 of the course, "Advanced Baking": the cake's properties as a function of its
+ingredients, a deliciousness score over them, a fluffiness loss with and without
+`stop_gradient`, and a per-customer sweetness error."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .._typing import (
+    as_float_array,
+    Ingredients,
+    Properties,
+    Scalar,
+    ScalarLike,
+    TypedModule,
+)
+
+
+#: The course's ingredients, in the order of an ingredients vector (alphabetical, as the course
+#: builds it with `sorted`).
+INGREDIENTS = ("butter", "eggs", "flour", "sugar")
+#: The cake properties `CakeProperties` returns, in order.
+PROPERTIES = ("sweetness", "fluffiness", "cost")
+
+
+def ingredients(
+    *, butter: ScalarLike, eggs: ScalarLike, flour: ScalarLike, sugar: ScalarLike
+) -> Ingredients:
+    """The ingredients vector `[butter, eggs, flour, sugar]` (the order of `INGREDIENTS`), in
+    JAX's default float dtype. The course's cake is
+    `ingredients(butter=1.0, eggs=3.0, flour=2.0, sugar=1.5)`."""
+    dtype = jnp.result_type(float)
+    return jnp.stack([jnp.asarray(a, dtype) for a in (butter, eggs, flour, sugar)])
+
+
+def _field(default):
+    """An array field with a Python default, converted to an array at construction so that it
+    takes the float dtype in force then (float32, or float64 under `jax_enable_x64`)."""
+    return eqx.field(default=default, converter=as_float_array)
+
+
+class CakeProperties(TypedModule):
+    r"""The cake's properties from its ingredients $x = (x_\text{butter}, x_\text{eggs},
+    x_\text{flour}, x_\text{sugar})$, all amounts $\ge 0$:
+
+    $$\begin{aligned}
+    \text{sweetness} &= s\,\log(1 + x_\text{sugar}) + w_s \cdot x \\
+    \text{fluffiness} &= w_f \cdot x - p\,(x_\text{flour} - x^\star_\text{flour})^2 \\
+    \text{cost} &= c \sum_i x_i^{e_i}
+    \end{aligned}$$
+
+    Every coefficient is an array field, so the model can be fitted with gradients. The
+    defaults are the course's `bake_cake_properties`: $s = 10$, $w_s = (0.1, 0, -0.2, 0)$,
+    $w_f = (0.2, 5/3, 0, 0)$, $p = 0.5$, $x^\star_\text{flour} = 2$,
+    $e = (1.2, 1, 0.9, 1.1)$, $c = 0.5$.
+
+    A negative amount is an error (`eqx.error_if`, also under `jax.jit`): the logarithm and the
+    fractional powers are not real there.
+    """
+
+    sugar_sweetness: Scalar = _field(10.0)
+    sweetness_weights: Float[Array, "4"] = _field((0.1, 0.0, -0.2, 0.0))
+    fluffiness_weights: Float[Array, "4"] = _field((0.2, 5.0 / 3.0, 0.0, 0.0))
+    flour_penalty: Scalar = _field(0.5)
+    ideal_flour: Scalar = _field(2.0)
+    cost_exponents: Float[Array, "4"] = _field((1.2, 1.0, 0.9, 1.1))
+    cost_scale: Scalar = _field(0.5)
+
+    def __call__(self, ingredients: Ingredients) -> Properties:
+        """**Arguments:** `ingredients`, the amounts in the order of `INGREDIENTS`.
+        **Returns:** `[sweetness, fluffiness, cost]` (the order of `PROPERTIES`)."""
+        x = eqx.error_if(
+            ingredients,
+            jnp.any(ingredients < 0),
+            "CakeProperties: ingredient amounts must be non-negative",
+        )
+        flour, sugar = x[2], x[3]
+        sweetness = self.sugar_sweetness * jnp.log1p(sugar) + self.sweetness_weights @ x
+        fluffiness = (
+            self.fluffiness_weights @ x - self.flour_penalty * (flour - self.ideal_flour) ** 2
+        )
+        cost = self.cost_scale * jnp.sum(x**self.cost_exponents)
+        return jnp.stack([sweetness, fluffiness, cost])
+
+
+class Deliciousness(TypedModule):
+    r"""The course's overall score of a cake:
+    $-(\text{sweetness} - S)^2 - (\text{fluffiness} - F)^2 - \lambda\,\text{cost}$.
+
+    **Fields:**
+
+    - `properties`: the `CakeProperties` the score is computed from.
+    - `ideal_sweetness` $S$ (default 10), `ideal_fluffiness` $F$ (default 5), `cost_weight`
+      $\lambda$ (default 0.5): array fields.
+    """
+
+    properties: CakeProperties = eqx.field(default_factory=CakeProperties)
+    ideal_sweetness: Scalar = _field(10.0)
+    ideal_fluffiness: Scalar = _field(5.0)
+    cost_weight: Scalar = _field(0.5)
+
+    def __call__(self, ingredients: Ingredients) -> Scalar:
+        """**Arguments:** `ingredients`. **Returns:** the deliciousness score, a scalar."""
+        sweetness, fluffiness, cost = self.properties(ingredients)
+        return (
+            -((sweetness - self.ideal_sweetness) ** 2)
+            - (fluffiness - self.ideal_fluffiness) ** 2
+            - self.cost_weight * cost
+        )
+
+
+class FluffinessLoss(TypedModule):
+    r"""Squared gap between the cake's fluffiness and an ideal target that itself depends on the
+    ingredients: $(\text{fluffiness}(x) - T(x))^2$ with $T(x) = t_0 + w_T \cdot x$ (the course's
+    $2 + 0.5\,x_\text{butter} + x_\text{eggs} - 0.1\,x_\text{flour}$).
+
+    With `stop_target_gradient=True` the target goes through `jax.lax.stop_gradient`: its value
+    is used but it is treated as a constant when differentiating, so the gradient is
+    $2(\text{fluffiness} - T)\,\nabla\text{fluffiness}$ rather than
+    $2(\text{fluffiness} - T)(\nabla\text{fluffiness} - \nabla T)$.
+
+    **Fields:**
+
+    - `stop_target_gradient`: static; whether the target's gradient is stopped.
+    - `properties`: the `CakeProperties` the fluffiness comes from.
+    - `target_base` $t_0$ (default 2) and `target_weights` $w_T$ (default
+      $(0.5, 1, -0.1, 0)$): array fields.
+    """
+
+    stop_target_gradient: bool = eqx.field(static=True)
+    properties: CakeProperties = eqx.field(default_factory=CakeProperties)
+    target_base: Scalar = _field(2.0)
+    target_weights: Float[Array, "4"] = _field((0.5, 1.0, -0.1, 0.0))
+
+    def __call__(self, ingredients: Ingredients) -> Scalar:
+        """**Arguments:** `ingredients`. **Returns:** the loss, a scalar."""
+        fluffiness = self.properties(ingredients)[1]
+        target = self.target_base + self.target_weights @ ingredients
+        if self.stop_target_gradient:
+            target = jax.lax.stop_gradient(target)
+        return (fluffiness - target) ** 2
+
+
+class SweetnessError(TypedModule):
+    r"""Squared error of the cake's sweetness against one customer's target $t$:
+    $(\text{sweetness}(x) - t)^2$. With `cakejax.per_example_grad` it gives each customer's
+    gradient.
+
+    **Fields:**
+
+    - `properties`: the `CakeProperties` the sweetness comes from.
+    """
+
+    properties: CakeProperties = eqx.field(default_factory=CakeProperties)
+
+    def __call__(self, ingredients: Ingredients, target: ScalarLike) -> Scalar:
+        """**Arguments:** `ingredients`, and the customer's target sweetness `target`.
+        **Returns:** the squared error, a scalar."""
+        return (self.properties(ingredients)[0] - target) ** 2
