@@ -72,7 +72,8 @@ class TypedModule(eqx.Module):
 Scalar = Float[Array, ""]
 #: A real scalar given as anything array-like: `2.0`, `np.float32(2)`, a 0-d array.
 ScalarLike = Float[ArrayLike, ""]
-#: Amounts of the course's four ingredients, in the order of `cakejax.INGREDIENTS`.
-Ingredients = Float[Array, "4"]
+#: Amounts of the course's four ingredients, in the order of `cakejax.INGREDIENTS`: any
+#: array-like (a JAX or NumPy array) of shape (4,).
+Ingredients = Float[ArrayLike, "4"]
 #: The course's three cake properties, in the order of `cakejax.PROPERTIES`.
 Properties = Float[Array, "3"]

@@ -26,7 +26,7 @@ PROPERTIES = ("sweetness", "fluffiness", "cost")
 
 def ingredients(
     *, butter: ScalarLike, eggs: ScalarLike, flour: ScalarLike, sugar: ScalarLike
-) -> Ingredients:
+) -> Float[Array, "4"]:
     """The ingredients vector `[butter, eggs, flour, sugar]` (the order of `INGREDIENTS`), in
     JAX's default float dtype. The course's cake is
     `ingredients(butter=1.0, eggs=3.0, flour=2.0, sugar=1.5)`."""
@@ -70,9 +70,10 @@ class CakeProperties(TypedModule):
     def __call__(self, ingredients: Ingredients) -> Properties:
         """**Arguments:** `ingredients`, the amounts in the order of `INGREDIENTS`.
         **Returns:** `[sweetness, fluffiness, cost]` (the order of `PROPERTIES`)."""
+        x = jnp.asarray(ingredients)
         x = eqx.error_if(
-            ingredients,
-            jnp.any(ingredients < 0),
+            x,
+            jnp.any(x < 0),
             "CakeProperties: ingredient amounts must be non-negative",
         )
         flour, sugar = x[2], x[3]
@@ -136,7 +137,7 @@ class FluffinessLoss(TypedModule):
     def __call__(self, ingredients: Ingredients) -> Scalar:
         """**Arguments:** `ingredients`. **Returns:** the loss, a scalar."""
         fluffiness = self.properties(ingredients)[1]
-        target = self.target_base + self.target_weights @ ingredients
+        target = self.target_base + self.target_weights @ jnp.asarray(ingredients)
         if self.stop_target_gradient:
             target = jax.lax.stop_gradient(target)
         return (fluffiness - target) ** 2

@@ -4,7 +4,7 @@ whether a customer likes a cake."""
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .._typing import as_float_array, Scalar, ScalarLike, TypedModule
 
@@ -39,9 +39,9 @@ class Polynomial(TypedModule):
 def _like_logits(
     weights: Float[Array, " features"],
     bias: Scalar,
-    features: Float[Array, "cakes features"],
+    features: Float[ArrayLike, "cakes features"],
 ) -> Float[Array, " cakes"]:
-    return features @ weights + bias
+    return jnp.asarray(features) @ weights + bias
 
 
 class LikeModel(TypedModule):
@@ -79,24 +79,24 @@ class LikeModel(TypedModule):
         bias = jax.random.normal(b_key, (), jnp.float32).astype(dtype)
         return cls(weights, bias)
 
-    def logits(self, features: Float[Array, "cakes features"]) -> Float[Array, " cakes"]:
+    def logits(self, features: Float[ArrayLike, "cakes features"]) -> Float[Array, " cakes"]:
         r"""The log-odds $\phi \cdot w + b$ of each cake being liked."""
         return _like_logits(self.weights, self.bias, features)
 
-    def __call__(self, features: Float[Array, "cakes features"]) -> Float[Array, " cakes"]:
+    def __call__(self, features: Float[ArrayLike, "cakes features"]) -> Float[Array, " cakes"]:
         r"""**Arguments:** `features`, one row per cake. **Returns:** $\sigma(\phi \cdot w + b)$
         per cake."""
         return jax.nn.sigmoid(self.logits(features))
 
 
-def _bce_from_logits(logits: Float[Array, " cakes"], likes: Bool[Array, " cakes"]) -> Scalar:
+def _bce_from_logits(logits: Float[Array, " cakes"], likes: Bool[ArrayLike, " cakes"]) -> Scalar:
     return jnp.sum(jnp.where(likes, jax.nn.softplus(-logits), jax.nn.softplus(logits)))
 
 
 def like_loss(
     model: LikeModel,
-    features: Float[Array, "cakes features"],
-    likes: Bool[Array, " cakes"],
+    features: Float[ArrayLike, "cakes features"],
+    likes: Bool[ArrayLike, " cakes"],
 ) -> Scalar:
     r"""Negative log-likelihood of the customers' answers, computed stably from the logits.
 
