@@ -25,9 +25,18 @@ with _typechecked:
         nth_derivative as nth_derivative,
         per_example_grad as per_example_grad,
     )
+    from ._complex import (
+        ascent_direction as ascent_direction,
+        complex_jacobian as complex_jacobian,
+        holomorphic_grad as holomorphic_grad,
+        is_holomorphic as is_holomorphic,
+        realify as realify,
+        wirtinger as wirtinger,
+    )
     from .recipes import (
         CakeProperties as CakeProperties,
         Deliciousness as Deliciousness,
+        FlavorStability as FlavorStability,
         FluffinessLoss as FluffinessLoss,
         INGREDIENTS as INGREDIENTS,
         ingredients as ingredients,
@@ -35,7 +44,10 @@ with _typechecked:
         LikeModel as LikeModel,
         Polynomial as Polynomial,
         PROPERTIES as PROPERTIES,
+        SmoothMagic as SmoothMagic,
         SweetnessError as SweetnessError,
+        TrickyMagic as TrickyMagic,
+        VibrationScore as VibrationScore,
     )
 
 __version__ = "0.1.0"

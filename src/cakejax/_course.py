@@ -56,3 +56,17 @@ PER_CUSTOMER_GRADS = (
     (-0.32741833, 0.0, 0.65483665, -13.096733),
     (-0.18741837, 0.0, 0.37483674, -7.4967346),
 )
+
+# --- Part 3: Exotic Flavors ---------------------------------------------------------------
+
+VIBRATION_Z = 2.0 + 1.0j
+VIBRATION_SCORE = 1.000
+VIBRATION_JAX_GRAD = -1.0 + 2.0j
+SMOOTH_MAGIC_VALUE = 5.0 + 5.0j
+SMOOTH_MAGIC_DERIVATIVE = 5.0 + 2.0j
+TRICKY_MAGIC_HOLOMORPHIC_GRAD = 1.0 - 0.0j  # what jax.grad(..., holomorphic=True) says for conj
+TRICKY_JACOBIAN_Z = 1.2 + 0.5j
+TRICKY_JACOBIAN = ((1.0, 0.0), (0.0, -1.0))
+STABILITY_X = 3.0
+STABILITY = 10.0
+STABILITY_GRAD = 6.0

@@ -23,6 +23,7 @@ class Check:
     ours: Any
     course: Any
     note: str = ""
+    source: str = "course"  # where the expected value comes from: "course" or "analytic"
 
     @property
     def ok(self) -> bool:
@@ -83,7 +84,51 @@ def part2() -> Iterator[Check]:
                 cj.per_example_grad(cj.SweetnessError(), x, targets), course.PER_CUSTOMER_GRADS)
 
 
-PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2)
+def _raises(f: Callable[[], Any]) -> bool:
+    try:
+        jax.block_until_ready(f())
+    except eqx.EquinoxRuntimeError:
+        return True
+    return False
+
+
+def part3() -> Iterator[Check]:
+    part = "Part 3: Exotic Flavors (complex numbers)"
+    z = course.VIBRATION_Z
+    score = cj.VibrationScore()
+    yield Check(part, "vibration score 3·Re(z) − |z|² at z = 2+1j", score(z),
+                course.VIBRATION_SCORE)
+    jax_grad = jax.grad(score)(z)
+    yield Check(part, "jax.grad of the vibration score", jax_grad, course.VIBRATION_JAX_GRAD)
+    ascent = cj.ascent_direction(score, z)
+    yield Check(part, "ascent direction ∂ₓf + i∂ᵧf (jax.grad gives its conjugate)", ascent,
+                -1.0 - 2.0j, source="analytic",
+                note="the course says jax.grad points uphill; it does not. A step of 1e-2: "
+                f"along the ascent direction the score goes to {score(z + 1e-2 * ascent):.5f}, "
+                f"along jax.grad's answer to {score(z + 1e-2 * jax_grad):.5f}")
+    smooth = cj.SmoothMagic()
+    yield Check(part, "smooth magic z² + z at 2+1j", smooth(z), course.SMOOTH_MAGIC_VALUE)
+    yield Check(part, "its derivative, holomorphic_grad", cj.holomorphic_grad(smooth)(z),
+                course.SMOOTH_MAGIC_DERIVATIVE)
+    yield Check(part, "Wirtinger (∂f/∂z, ∂f/∂z̄) of z² + z", cj.wirtinger(smooth, z),
+                (5.0 + 2.0j, 0.0), source="analytic")
+    tricky = cj.TrickyMagic()
+    yield Check(part, "jax.grad(conj, holomorphic=True): a misleading number",
+                jax.grad(tricky, holomorphic=True)(z), course.TRICKY_MAGIC_HOLOMORPHIC_GRAD)
+    yield Check(part, "holomorphic_grad(conj) refuses: conj has no complex derivative",
+                _raises(lambda: cj.holomorphic_grad(tricky)(z)), True, source="analytic")
+    yield Check(part, "Jacobian of conj seen as R² → R² at 1.2+0.5j",
+                cj.complex_jacobian(tricky, course.TRICKY_JACOBIAN_Z), course.TRICKY_JACOBIAN)
+    yield Check(part, "Wirtinger (∂f/∂z, ∂f/∂z̄) of conj", cj.wirtinger(tricky, z), (0.0, 1.0),
+                source="analytic")
+    stability = cj.FlavorStability()
+    yield Check(part, "flavor stability Re|1 + i·x|² at x = 3", stability(course.STABILITY_X),
+                course.STABILITY)
+    yield Check(part, "its gradient (R → C → R)", jax.grad(stability)(course.STABILITY_X),
+                course.STABILITY_GRAD)
+
+
+PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2, part3)
 
 
 def checks() -> list[Check]:
@@ -94,7 +139,7 @@ def checks() -> list[Check]:
 def _format(value: Any) -> str:
     array = np.asarray(value)
     text = np.array2string(array, precision=8, separator=", ", max_line_width=120)
-    return text.replace("\n", "\n" + " " * 14)
+    return text.replace("\n", "\n" + " " * 15)
 
 
 def run(print_fn: Callable[[str], None] = print) -> bool:
@@ -109,10 +154,10 @@ def run(print_fn: Callable[[str], None] = print) -> bool:
             print_fn(f"\n{current}")
         results.append(check.ok)
         print_fn(f"  {'✓' if check.ok else '✗'} {check.name}")
-        print_fn(f"      cakejax {_format(check.ours)}")
-        print_fn(f"      course  {_format(check.course)}")
+        print_fn(f"      {'cakejax':<9}{_format(check.ours)}")
+        print_fn(f"      {check.source:<9}{_format(check.course)}")
         if check.note:
-            print_fn(f"      note    {check.note}")
+            print_fn(f"      {'note':<9}{check.note}")
     passed = sum(results)
-    print_fn(f"\n{passed}/{len(results)} results agree with the course.")
+    print_fn(f"\n{passed}/{len(results)} results agree with the course (and the analytic values).")
     return passed == len(results)

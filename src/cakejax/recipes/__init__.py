@@ -1,4 +1,5 @@
-"""The course's models: Part 1 ("The Basics") and Part 2 ("Advanced Baking")."""
+"""The course's models: Part 1 ("The Basics"), Part 2 ("Advanced Baking") and Part 3
+("Exotic Flavors")."""
 
 from ._advanced import (
     CakeProperties as CakeProperties,
@@ -10,3 +11,9 @@ from ._advanced import (
     SweetnessError as SweetnessError,
 )
 from ._basics import like_loss as like_loss, LikeModel as LikeModel, Polynomial as Polynomial
+from ._exotic import (
+    FlavorStability as FlavorStability,
+    SmoothMagic as SmoothMagic,
+    TrickyMagic as TrickyMagic,
+    VibrationScore as VibrationScore,
+)
