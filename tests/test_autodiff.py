@@ -13,7 +13,7 @@ def rosenbrock(x):
 
 
 @settings(max_examples=10)
-@given(seed=st.integers(0, 2**31 - 1), d=st.integers(2, 12))
+@given(seed=st.integers(0, 2**31 - 1), d=st.sampled_from([2, 5, 12]))
 def test_hvp_is_hessian_times_vector(f64, seed, d):
     x, v = jax.random.normal(jax.random.key(seed), (2, d))
     np.testing.assert_allclose(cj.hvp(rosenbrock, x, v), jax.hessian(rosenbrock)(x) @ v,

@@ -33,9 +33,17 @@ with _typechecked:
         realify as realify,
         wirtinger as wirtinger,
     )
+    from .layers import (
+        FixedPoint as FixedPoint,
+        FixedPointResult as FixedPointResult,
+        FixedPointSolution as FixedPointSolution,
+        GradientClip as GradientClip,
+        YeastActivity as YeastActivity,
+    )
     from .recipes import (
         CakeProperties as CakeProperties,
         Deliciousness as Deliciousness,
+        DoughMaturity as DoughMaturity,
         FlavorStability as FlavorStability,
         FluffinessLoss as FluffinessLoss,
         INGREDIENTS as INGREDIENTS,

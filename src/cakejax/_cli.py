@@ -15,14 +15,22 @@ def main(argv: list[str] | None = None) -> int:
         "tour", help="run the whole course through cakejax, checking every printed number"
     )
     tour.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
+    commands.add_parser(
+        "transforms", help="try every layer under every JAX transform and print the table"
+    )
     args = parser.parse_args(argv)
 
-    if args.x64:
+    if getattr(args, "x64", False):
         jax.config.update("jax_enable_x64", True)
     if args.command == "tour":
         from . import _tour
 
         return 0 if _tour.run() else 1
+    if args.command == "transforms":
+        from . import _transforms
+
+        print(_transforms.table())
+        return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
 

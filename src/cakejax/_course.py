@@ -70,3 +70,15 @@ TRICKY_JACOBIAN = ((1.0, 0.0), (0.0, -1.0))
 STABILITY_X = 3.0
 STABILITY = 10.0
 STABILITY_GRAD = 6.0
+
+# --- Part 4: Secret Family Recipes ---------------------------------------------------------
+
+YEAST_HOT = 500.0
+YEAST_ACTIVITY_HOT = float("inf")  # the course's log(1 + exp(500)) overflows
+YEAST_GRAD_HOT = 1.0
+DELICIOUSNESS_GRAD = (-0.1525816, -0.91666603, -0.66476905, 8.810353)
+BUTTER_CLIP = 0.1
+CLIPPED_GRAD = (-0.1, -0.91666603, -0.66476905, 8.810353)
+DOUGH_PARAMS = (0.75, 10.0)  # (retention a, boost b); equilibrium b / (1 - a) = 40
+DOUGH_INITIAL = 0.0
+DOUGH_GRAD = (160.00, 4.00)  # printed with two decimals

@@ -128,7 +128,47 @@ def part3() -> Iterator[Check]:
                 course.STABILITY_GRAD)
 
 
-PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2, part3)
+def part4() -> Iterator[Check]:
+    part = "Part 4: Secret Family Recipes (custom derivative rules)"
+    yeast = cj.YeastActivity()
+    hot = course.YEAST_HOT
+    yield Check(part, "yeast activity at 500, stable softplus", yeast(hot), hot,
+                source="analytic", note=f"the course's log(1 + exp(x)) prints "
+                f"{course.YEAST_ACTIVITY_HOT} here")
+    yield Check(part, "its gradient at 500 (custom_jvp)", jax.grad(yeast)(hot),
+                course.YEAST_GRAD_HOT)
+    yield Check(part, "its second derivative at 500, finite", jax.grad(jax.grad(yeast))(hot),
+                0.0, source="analytic")
+    x = _cake()
+    score = cj.Deliciousness()
+    yield Check(part, "deliciousness gradient, unclipped", jax.grad(score)(x),
+                course.DELICIOUSNESS_GRAD)
+    clip = cj.GradientClip(course.BUTTER_CLIP, mask=jnp.asarray([True, False, False, False]))
+    yield Check(part, "gradient with the butter component clipped to ±0.1 (custom_vjp)",
+                jax.grad(lambda v: score(clip(v)))(x), course.CLIPPED_GRAD)
+    a, b = course.DOUGH_PARAMS
+
+    def maturity(params):
+        return cj.FixedPoint(cj.DoughMaturity(params[0], params[1]))(course.DOUGH_INITIAL)
+
+    params = jnp.asarray(course.DOUGH_PARAMS, dtype=x.dtype)
+    yield Check(part, "final dough maturity, the fixed point of m ↦ a·m + b", maturity(params),
+                b / (1 - a), source="analytic")
+    yield Check(part, "its gradient w.r.t. (retention, boost), implicit function theorem",
+                jax.grad(maturity)(params), course.DOUGH_GRAD)
+    yield Check(part, "its Hessian: the course's custom_vjp version cannot compute this",
+                jax.hessian(maturity)(params),
+                ((2 * b / (1 - a) ** 3, 1 / (1 - a) ** 2), (1 / (1 - a) ** 2, 0.0)),
+                source="analytic")
+    yield Check(part, "forward mode (jvp along retention): impossible with the course's rule",
+                jax.jvp(maturity, (params,), (jnp.asarray([1.0, 0.0], x.dtype),))[1],
+                b / (1 - a) ** 2, source="analytic")
+    yield Check(part, "a = -1 oscillates: FixedPoint raises instead of returning a number",
+                _raises(lambda: cj.FixedPoint(cj.DoughMaturity(-1.0, b))(0.0)), True,
+                source="analytic")
+
+
+PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2, part3, part4)
 
 
 def checks() -> list[Check]:

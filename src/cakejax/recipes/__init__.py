@@ -1,5 +1,5 @@
-"""The course's models: Part 1 ("The Basics"), Part 2 ("Advanced Baking") and Part 3
-("Exotic Flavors")."""
+"""The course's models: Part 1 ("The Basics"), Part 2 ("Advanced Baking"), Part 3
+("Exotic Flavors") and Part 4 ("Secret Family Recipes")."""
 
 from ._advanced import (
     CakeProperties as CakeProperties,
@@ -17,3 +17,4 @@ from ._exotic import (
     TrickyMagic as TrickyMagic,
     VibrationScore as VibrationScore,
 )
+from ._secret import DoughMaturity as DoughMaturity
