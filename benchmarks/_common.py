@@ -1,0 +1,91 @@
+"""Shared machinery of the asv suites: backends, a cache of compiled executables, XLA cost
+metrics, and the problems the suites time."""
+
+import jax
+import jax.numpy as jnp
+
+
+BACKENDS = ("cpu", "gpu")
+
+_COMPILED: dict = {}
+
+
+def device(backend: str):
+    """The first device of `backend`; an unavailable backend skips the benchmark (asv treats
+    `NotImplementedError` raised in setup as "not applicable", not as a failure)."""
+    try:
+        return jax.devices(backend)[0]
+    except RuntimeError as error:
+        raise NotImplementedError(f"no {backend} backend here: {error}") from None
+
+
+def put(backend: str, tree):
+    """`tree`'s arrays committed to `backend`, so that jitted functions run there."""
+    return jax.device_put(tree, device(backend))
+
+
+def compiled(key, make):
+    """`make()` once per `key`, then from the cache: asv re-runs `setup` before every sample,
+    and a benchmark that recompiled there would measure compilation, not the steady state."""
+    if key not in _COMPILED:
+        _COMPILED[key] = make()
+    return _COMPILED[key]
+
+
+def warm(fn, *args):
+    """`jax.jit(fn)`, called once (compiled and run) so that later calls are steady state."""
+    jitted = jax.jit(fn)
+    jax.block_until_ready(jitted(*args))
+    return jitted
+
+
+def compile_fresh(fn, *args):
+    """Traces, lowers and compiles `fn` from scratch: JAX's caches are cleared first, since a
+    reused cache would time a dictionary lookup."""
+    jax.clear_caches()
+    return jax.jit(fn).lower(*args).compile()
+
+
+def xla_cost(fn, *args) -> dict[str, float]:
+    """Deterministic metrics of the compiled executable: flops and bytes accessed from XLA's
+    cost analysis, temporary buffer bytes from its memory analysis."""
+    executable = jax.jit(fn).lower(*args).compile()
+    cost = executable.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    memory = executable.memory_analysis()
+    return {
+        "flops": float(cost.get("flops", 0.0)),
+        "bytes accessed": float(cost.get("bytes accessed", 0.0)),
+        "temp bytes": float(getattr(memory, "temp_size_in_bytes", 0)),
+    }
+
+
+class CostTracks:
+    """Mixin: `track_` benchmarks of XLA's cost metrics for `self.fn(*self.args)`. These do not
+    move with machine noise, so tight regression thresholds catch what timings cannot."""
+
+    def _cost(self, metric: str) -> float:
+        key = ("cost", type(self).__name__, self.params_key)
+        return compiled(key, lambda: xla_cost(self.fn, *self.args))[metric]
+
+    def track_flops(self, *params):
+        return self._cost("flops")
+
+    def track_bytes_accessed(self, *params):
+        return self._cost("bytes accessed")
+
+    def track_temp_bytes(self, *params):
+        return self._cost("temp bytes")
+
+    track_flops.unit = "flops"
+    track_bytes_accessed.unit = "bytes"
+    track_temp_bytes.unit = "bytes"
+
+
+def run(fn, *args):
+    jax.block_until_ready(fn(*args))
+
+
+def ones(shape, backend):
+    return put(backend, jnp.ones(shape))

@@ -1,0 +1,86 @@
+"""The functions the suites differentiate: every course model and layer as a scalar function
+of one array, and the scaled-up problems where size matters."""
+
+import jax
+import jax.numpy as jnp
+
+import cakejax as cj
+
+from . import course_baseline as course
+
+
+CAKE = (1.0, 3.0, 2.0, 1.5)
+FEATURES = ((0.8, 0.9, -0.5), (0.7, 0.8, -0.4), (0.3, 0.4, -0.8), (0.9, 0.7, -0.3))
+LIKES = (True, True, False, True)
+
+
+def _like_loss(w):
+    model = cj.LikeModel(w, 0.5)
+    return cj.like_loss(model, jnp.asarray(FEATURES), jnp.asarray(LIKES))
+
+
+def _vibration(xy):
+    return cj.VibrationScore()(jax.lax.complex(xy[0], xy[1]))
+
+
+def _clipped(x):
+    return cj.Deliciousness()(cj.GradientClip(0.1, mask=jnp.asarray([True, False, False,
+                                                                        False]))(x))
+
+
+def _fixed_point(theta):
+    return cj.FixedPoint(cj.DoughMaturity(theta[0], theta[1]))(0.0)
+
+
+#: name -> (scalar function of one array, the point to evaluate it at)
+MODELS = {
+    "Polynomial": (cj.Polynomial.cake_quality(), 1.0),
+    "LikeModel": (_like_loss, (0.3, -0.2, 0.1)),
+    "Deliciousness": (cj.Deliciousness(), CAKE),
+    "FluffinessLoss": (cj.FluffinessLoss(True), CAKE),
+    "SweetnessError": (lambda x: cj.SweetnessError()(x, 9.5), CAKE),
+    "VibrationScore": (_vibration, (2.0, 1.0)),
+    "FlavorStability": (cj.FlavorStability(), 3.0),
+    "YeastActivity": (lambda x: jnp.sum(cj.YeastActivity()(x)), (-1.0, 0.5, 2.0, 500.0)),
+    "GradientClip": (_clipped, CAKE),
+    "FixedPoint": (_fixed_point, (0.75, 10.0)),
+}
+
+
+def transformed(f, transform: str):
+    """`f` under a transform, as a function of the point."""
+    if transform == "forward":
+        return lambda x: f(x)
+    if transform == "hvp":
+        return lambda x: cj.hvp(f, x, jnp.ones_like(x))
+    return getattr(jax, transform)(f)
+
+
+#: Which transform a model cannot support (forward mode through a custom_vjp).
+UNSUPPORTED = {("GradientClip", "jacfwd")}
+
+
+def like_problem(d: int, cakes: int = 256):
+    """The like model scaled up: `cakes` cakes of `d` features; a scalar function of the
+    weights."""
+    kf, kw = jax.random.split(jax.random.key(0))
+    features = jax.random.normal(kf, (cakes, d)) / jnp.sqrt(d)
+    likes = jax.random.bernoulli(kw, 0.5, (cakes,))
+
+    def loss(w):
+        return cj.like_loss(cj.LikeModel(w, 0.0), features, likes)
+
+    return loss, jax.random.normal(kw, (d,))
+
+
+def tanh_contraction(n: int):
+    """x ↦ tanh(W x + U θ) with ‖W‖₂ = 0.5, as a cakejax module of θ's dimension 4."""
+    kw, ku, kt = jax.random.split(jax.random.key(0), 3)
+    W = jax.random.normal(kw, (n, n))
+    W = 0.5 * W / jnp.linalg.norm(W, ord=2)
+    U = jax.random.normal(ku, (n, 4)) / jnp.sqrt(n)
+    return W, U, jax.random.normal(kt, (4,))
+
+
+__all__ = ["MODELS", "UNSUPPORTED", "course", "like_problem", "tanh_contraction",
+           "transformed"]

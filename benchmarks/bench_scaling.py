@@ -1,0 +1,79 @@
+"""Where cost grows with size: Hessians vs Hessian-vector products, hvp vs grad, and
+per-example gradients, on the like model scaled to d features."""
+
+import jax
+import jax.numpy as jnp
+
+import cakejax as cj
+
+from ._common import BACKENDS, compiled, CostTracks, put, run, warm
+from ._problems import like_problem
+
+
+class Hessian(CostTracks):
+    """The full d×d Hessian: `jax.hessian` vs `vmap(hvp)` over the basis."""
+
+    params = (["jax.hessian", "vmap(hvp)"], [16, 128, 1024], list(BACKENDS))
+    param_names = ("method", "d", "backend")
+
+    def setup(self, method, d, backend):
+        loss, w = like_problem(d)
+        if method == "jax.hessian":
+            self.fn = jax.hessian(loss)
+        else:
+            def fn(w):
+                return jax.vmap(lambda v: cj.hvp(loss, w, v))(jnp.eye(w.shape[0], dtype=w.dtype))
+            self.fn = fn
+        self.args = (put(backend, w),)
+        self.params_key = (method, d, backend)
+        self.jitted = compiled(("hessian",) + self.params_key, lambda: warm(self.fn, *self.args))
+
+    def time_steady_state(self, method, d, backend):
+        run(self.jitted, *self.args)
+
+
+class HvpVsGrad(CostTracks):
+    """One Hessian-vector product against one gradient: hvp should cost a small constant
+    multiple of grad, whatever d."""
+
+    params = (["grad", "hvp"], [16, 256, 4096], list(BACKENDS))
+    param_names = ("method", "d", "backend")
+
+    def setup(self, method, d, backend):
+        loss, w = like_problem(d)
+        if method == "grad":
+            self.fn = jax.grad(loss)
+        else:
+            self.fn = lambda w: cj.hvp(loss, w, jnp.ones_like(w))
+        self.args = (put(backend, w),)
+        self.params_key = (method, d, backend)
+        self.jitted = compiled(("hvp",) + self.params_key, lambda: warm(self.fn, *self.args))
+
+    def time_steady_state(self, method, d, backend):
+        run(self.jitted, *self.args)
+
+
+class PerExample:
+    """Per-customer gradients of the sweetness error: one `vmap(grad)` vs a Python loop of
+    jitted gradients."""
+
+    params = (["vmap", "loop"], [16, 256], list(BACKENDS))
+    param_names = ("method", "batch", "backend")
+
+    def setup(self, method, batch, backend):
+        error = cj.SweetnessError()
+        self.x = put(backend, jnp.asarray([1.0, 3.0, 2.0, 1.5]))
+        self.targets = put(backend, jnp.linspace(9.0, 11.0, batch))
+        key = ("per-example", method, batch, backend)
+        if method == "vmap":
+            self.fn = compiled(key, lambda: warm(
+                lambda x, t: cj.per_example_grad(error, x, t), self.x, self.targets))
+        else:
+            self.grad = compiled(key, lambda: warm(jax.grad(error), self.x, self.targets[0]))
+            self.rows = list(self.targets)
+
+    def time_gradients(self, method, batch, backend):
+        if method == "vmap":
+            run(self.fn, self.x, self.targets)
+        else:
+            jax.block_until_ready([self.grad(self.x, t) for t in self.rows])

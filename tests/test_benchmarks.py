@@ -1,0 +1,67 @@
+"""The asv suite cannot rot: every benchmark's setup and body run once, on CPU, at its smallest
+sizes (every implementation, method and model it compares, so each code path runs)."""
+
+import importlib
+import itertools
+import numbers
+import pathlib
+import subprocess
+import sys
+
+import jax
+import pytest
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODULES = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+
+
+@pytest.fixture(autouse=True)
+def standard_promotion():
+    """The course's baseline code mixes bool and float arrays, as it did in the notebook; asv
+    runs it under JAX's default promotion, and so does this test."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def _cases():
+    for name in MODULES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        for cls_name, cls in vars(module).items():
+            if not isinstance(cls, type) or cls.__module__ != module.__name__:
+                continue
+            methods = [m for m in dir(cls) if m.startswith(("time_", "track_", "timeraw_"))]
+            if not methods:
+                continue
+            names = getattr(cls, "param_names", ())
+            choices = []
+            for param, values in zip(names, getattr(cls, "params", ())):
+                if param == "backend":
+                    choices.append(["cpu"])
+                elif all(isinstance(v, numbers.Number) for v in values):
+                    choices.append([min(values)])
+                else:
+                    choices.append(list(values))
+            for combo in itertools.product(*choices):
+                yield pytest.param(cls, methods, combo, id=f"{name}.{cls_name}{list(combo)}")
+
+
+@pytest.mark.parametrize("cls, methods, params", list(_cases()))
+def test_benchmark_runs_once(cls, methods, params):
+    bench = cls()
+    try:
+        bench.setup(*params) if hasattr(bench, "setup") else None
+    except NotImplementedError:
+        return  # asv's "not applicable" (e.g. forward mode through GradientClip)
+    for method in methods:
+        result = getattr(bench, method)(*params)
+        if method.startswith("track_"):
+            assert isinstance(result, float) and result >= 0
+        elif method.startswith("timeraw_"):
+            compile(result, method, "exec")  # a program asv runs in a fresh process
+
+
+def test_asv_check():
+    out = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
