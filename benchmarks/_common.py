@@ -61,7 +61,17 @@ def xla_cost(fn, *args) -> dict[str, float]:
     }
 
 
-class CostTracks:
+class Suite:
+    """Sampling settings shared by every benchmark: one process per benchmark (each starts by
+    compiling, so a second process mostly re-measures compilation noise) and up to ten samples
+    or five seconds."""
+
+    processes = 1
+    repeat = (3, 10, 5.0)
+    warmup_time = 0.05
+
+
+class CostTracks(Suite):
     """Mixin: `track_` benchmarks of XLA's cost metrics for `self.fn(*self.args)`. These do not
     move with machine noise, so tight regression thresholds catch what timings cannot."""
 

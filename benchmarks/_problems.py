@@ -32,18 +32,20 @@ def _fixed_point(theta):
     return cj.FixedPoint(cj.DoughMaturity(theta[0], theta[1]))(0.0)
 
 
-#: name -> (scalar function of one array, the point to evaluate it at)
+#: name -> a factory of (scalar function of one array, the point to evaluate it at). Factories,
+#: so that importing the suite creates no arrays: asv's forkserver imports it once and forks a
+#: process per benchmark, which is only safe while JAX's backend is not yet initialised.
 MODELS = {
-    "Polynomial": (cj.Polynomial.cake_quality(), 1.0),
-    "LikeModel": (_like_loss, (0.3, -0.2, 0.1)),
-    "Deliciousness": (cj.Deliciousness(), CAKE),
-    "FluffinessLoss": (cj.FluffinessLoss(True), CAKE),
-    "SweetnessError": (lambda x: cj.SweetnessError()(x, 9.5), CAKE),
-    "VibrationScore": (_vibration, (2.0, 1.0)),
-    "FlavorStability": (cj.FlavorStability(), 3.0),
-    "YeastActivity": (lambda x: jnp.sum(cj.YeastActivity()(x)), (-1.0, 0.5, 2.0, 500.0)),
-    "GradientClip": (_clipped, CAKE),
-    "FixedPoint": (_fixed_point, (0.75, 10.0)),
+    "Polynomial": lambda: (cj.Polynomial.cake_quality(), 1.0),
+    "LikeModel": lambda: (_like_loss, (0.3, -0.2, 0.1)),
+    "Deliciousness": lambda: (cj.Deliciousness(), CAKE),
+    "FluffinessLoss": lambda: (cj.FluffinessLoss(True), CAKE),
+    "SweetnessError": lambda: (lambda x: cj.SweetnessError()(x, 9.5), CAKE),
+    "VibrationScore": lambda: (_vibration, (2.0, 1.0)),
+    "FlavorStability": lambda: (cj.FlavorStability(), 3.0),
+    "YeastActivity": lambda: (lambda x: jnp.sum(cj.YeastActivity()(x)), (-1.0, 0.5, 2.0, 500.0)),
+    "GradientClip": lambda: (_clipped, CAKE),
+    "FixedPoint": lambda: (_fixed_point, (0.75, 10.0)),
 }
 
 

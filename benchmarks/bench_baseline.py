@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import cakejax as cj
 
 from . import course_baseline as course
-from ._common import BACKENDS, compile_fresh, compiled, put, run, warm
+from ._common import BACKENDS, Suite, compile_fresh, compiled, put, run, warm
 from ._problems import CAKE, FEATURES, LIKES
 
 
@@ -33,7 +33,7 @@ def _problem(problem: str, impl: str, backend: str):
             (lambda m, f, y: cj.like_loss(m, f, y), model), (features, likes))
 
 
-class AgainstCourse:
+class AgainstCourse(Suite):
     """The course's function vs the cakejax model computing the same thing."""
 
     params = (["Deliciousness", "LikeModel"], ["course", "cakejax"], list(BACKENDS))
@@ -67,7 +67,7 @@ class AgainstCourse:
     time_compile.repeat = (5, 10, 20.0)
 
 
-class Dispatch:
+class Dispatch(Suite):
     """Calling a model passed as an argument through `jax.jit` or `eqx.filter_jit`."""
 
     params = (["jax.jit", "eqx.filter_jit"], list(BACKENDS))
@@ -84,7 +84,7 @@ class Dispatch:
         run(self.fn, self.model, self.x)
 
 
-class ColdStart:
+class ColdStart(Suite):
     """Import + trace + compile + first call of the course's Deliciousness gradient in a fresh
     process, with cakejax's type checks on and off (they run at trace time only)."""
 

@@ -9,7 +9,7 @@ import optimistix as optx
 import cakejax as cj
 
 from . import course_baseline as course
-from ._common import BACKENDS, compile_fresh, compiled, CostTracks, put, run, warm
+from ._common import BACKENDS, Suite, compile_fresh, compiled, CostTracks, put, run, warm
 from ._problems import CAKE, tanh_contraction
 
 
@@ -121,7 +121,7 @@ class FixedPointGradient(CostTracks):
     time_compile_grad.repeat = (3, 5, 20.0)
 
 
-class DoughMaturity:
+class DoughMaturity(Suite):
     """The course's scalar fixed point: cakejax's implicit gradient vs the course's unrolled
     alternative (differentiating 64 steps of the loop)."""
 

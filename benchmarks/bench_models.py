@@ -20,7 +20,7 @@ class ModelTransforms(CostTracks):
     def setup(self, model, transform, backend):
         if (model, transform) in UNSUPPORTED:
             raise NotImplementedError(f"{model} does not support {transform}")
-        f, point = MODELS[model]
+        f, point = MODELS[model]()
         self.fn = transformed(f, transform)
         self.args = (put(backend, jnp.asarray(point, dtype=float)),)
         self.params_key = (model, transform, backend)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 import cakejax as cj
 
-from ._common import BACKENDS, compiled, CostTracks, put, run, warm
+from ._common import BACKENDS, Suite, compiled, CostTracks, put, run, warm
 from ._problems import like_problem
 
 
@@ -53,7 +53,7 @@ class HvpVsGrad(CostTracks):
         run(self.jitted, *self.args)
 
 
-class PerExample:
+class PerExample(Suite):
     """Per-customer gradients of the sweetness error: one `vmap(grad)` vs a Python loop of
     jitted gradients."""
 
