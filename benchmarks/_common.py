@@ -1,6 +1,8 @@
 """Shared machinery of the asv suites: backends, a cache of compiled executables, XLA cost
 metrics, and the problems the suites time."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -20,8 +22,9 @@ def device(backend: str):
 
 
 def put(backend: str, tree):
-    """`tree`'s arrays committed to `backend`, so that jitted functions run there."""
-    return jax.device_put(tree, device(backend))
+    """`tree`'s arrays committed to `backend`, so that jitted functions run there (and already
+    there: see `Suite`)."""
+    return jax.block_until_ready(jax.device_put(tree, device(backend)))
 
 
 def compiled(key, make):
@@ -62,16 +65,33 @@ def xla_cost(fn, *args) -> dict[str, float]:
 
 
 class Suite:
-    """Sampling settings shared by every benchmark: one process per benchmark (each starts by
-    compiling, so a second process mostly re-measures compilation noise) and up to ten samples
-    or five seconds."""
+    """Settings shared by every benchmark: one process per benchmark (each starts by compiling,
+    so a second process mostly re-measures compilation noise), up to ten samples or five
+    seconds; and a `setup` that waits for every array it made.
+
+    JAX dispatches asynchronously: an array a `setup` creates may still be computing when
+    `setup` returns, and the first timed call would then wait for it and be charged for it.
+    So each subclass's `setup` is wrapped to block on the arrays it leaves on the instance."""
 
     processes = 1
     repeat = (3, 10, 5.0)
     warmup_time = 0.05
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        setup = cls.__dict__.get("setup")
+        if setup is None:
+            return
 
-class CostTracks(Suite):
+        @functools.wraps(setup)
+        def settled_setup(self, *params):
+            setup(self, *params)
+            jax.block_until_ready([v for v in vars(self).values() if not callable(v)])
+
+        cls.setup = settled_setup
+
+
+class _CostTracks(Suite):
     """Mixin: `track_` benchmarks of XLA's cost metrics for `self.fn(*self.args)`. These do not
     move with machine noise, so tight regression thresholds catch what timings cannot."""
 

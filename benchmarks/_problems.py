@@ -72,7 +72,8 @@ def like_problem(d: int, cakes: int = 256):
     def loss(w):
         return cj.like_loss(cj.LikeModel(w, 0.0), features, likes)
 
-    return loss, jax.random.normal(kw, (d,))
+    jax.block_until_ready(features)
+    return loss, jax.block_until_ready(jax.random.normal(kw, (d,)))
 
 
 def tanh_contraction(n: int):
@@ -81,7 +82,7 @@ def tanh_contraction(n: int):
     W = jax.random.normal(kw, (n, n))
     W = 0.5 * W / jnp.linalg.norm(W, ord=2)
     U = jax.random.normal(ku, (n, 4)) / jnp.sqrt(n)
-    return W, U, jax.random.normal(kt, (4,))
+    return jax.block_until_ready((W, U, jax.random.normal(kt, (4,))))
 
 
 __all__ = ["MODELS", "UNSUPPORTED", "course", "like_problem", "tanh_contraction",

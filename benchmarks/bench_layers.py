@@ -9,11 +9,12 @@ import optimistix as optx
 import cakejax as cj
 
 from . import course_baseline as course
-from ._common import BACKENDS, Suite, compile_fresh, compiled, CostTracks, put, run, warm
+from . import _common
+from ._common import BACKENDS, Suite, compile_fresh, compiled, put, run, warm
 from ._problems import CAKE, tanh_contraction
 
 
-class Softplus(CostTracks):
+class Softplus(_common._CostTracks):
     """`YeastActivity` vs `jax.nn.softplus` over n inputs, forward and gradient."""
 
     params = (["YeastActivity", "jax.nn.softplus"], [1000, 1000000], ["forward", "grad"],
@@ -32,7 +33,7 @@ class Softplus(CostTracks):
         run(self.jitted, *self.args)
 
 
-class Clip(CostTracks):
+class Clip(_common._CostTracks):
     """Deliciousness with and without a `GradientClip` in front: the forward pass should not
     notice it."""
 
@@ -96,7 +97,7 @@ def fixed_point_loss(method: str, n: int):
 FIXED_POINT_METHODS = ["cakejax", "unrolled", "optimistix", "optimistix+GMRES"]
 
 
-class FixedPointGradient(CostTracks):
+class FixedPointGradient(_common._CostTracks):
     """Gradient of a loss through the fixed point x* = tanh(W x* + U θ), ‖W‖₂ = 0.5:
     cakejax's implicit rule vs differentiating an unrolled loop vs optimistix's ImplicitAdjoint
     (default: dense Jacobian and LU) vs optimistix with lineax's GMRES."""
@@ -105,7 +106,8 @@ class FixedPointGradient(CostTracks):
     param_names = ("method", "n", "backend")
 
     def setup(self, method, n, backend):
-        loss, theta = fixed_point_loss(method, n)
+        # Built once per process: W's normalisation is an SVD, which must not leak into samples.
+        loss, theta = compiled(("fp-problem", method, n), lambda: fixed_point_loss(method, n))
         self.fn = jax.grad(loss)
         self.args = (put(backend, theta),)
         self.params_key = (method, n, backend)

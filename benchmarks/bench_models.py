@@ -3,14 +3,15 @@ computation and XLA's deterministic cost metrics."""
 
 import jax.numpy as jnp
 
-from ._common import BACKENDS, compiled, CostTracks, put, run, warm
+from . import _common
+from ._common import BACKENDS, compiled, put, run, warm
 from ._problems import MODELS, transformed, UNSUPPORTED
 
 
 TRANSFORMS = ("forward", "grad", "hessian", "hvp", "jacfwd", "jacrev")
 
 
-class ModelTransforms(CostTracks):
+class ModelTransforms(_common._CostTracks):
     """`jax.jit(transform(model))(x)`, model closed over; compile excluded, every output
     blocked on."""
 

@@ -6,18 +6,19 @@ import jax.numpy as jnp
 
 import cakejax as cj
 
-from ._common import BACKENDS, Suite, compiled, CostTracks, put, run, warm
+from . import _common
+from ._common import BACKENDS, Suite, compiled, put, run, warm
 from ._problems import like_problem
 
 
-class Hessian(CostTracks):
+class Hessian(_common._CostTracks):
     """The full d×d Hessian: `jax.hessian` vs `vmap(hvp)` over the basis."""
 
     params = (["jax.hessian", "vmap(hvp)"], [16, 128, 1024], list(BACKENDS))
     param_names = ("method", "d", "backend")
 
     def setup(self, method, d, backend):
-        loss, w = like_problem(d)
+        loss, w = compiled(("like-problem", d), lambda: like_problem(d))
         if method == "jax.hessian":
             self.fn = jax.hessian(loss)
         else:
@@ -32,7 +33,7 @@ class Hessian(CostTracks):
         run(self.jitted, *self.args)
 
 
-class HvpVsGrad(CostTracks):
+class HvpVsGrad(_common._CostTracks):
     """One Hessian-vector product against one gradient: hvp should cost a small constant
     multiple of grad, whatever d."""
 
@@ -40,7 +41,7 @@ class HvpVsGrad(CostTracks):
     param_names = ("method", "d", "backend")
 
     def setup(self, method, d, backend):
-        loss, w = like_problem(d)
+        loss, w = compiled(("like-problem", d), lambda: like_problem(d))
         if method == "grad":
             self.fn = jax.grad(loss)
         else:

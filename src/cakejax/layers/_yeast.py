@@ -28,7 +28,7 @@ def yeast_activity(beta: Scalar, x: Float[ArrayLike, "*shape"]) -> Float[Array, 
     this function again), so derivatives of every order are exact and finite.
     """
     x = jnp.asarray(x)
-    return jnp.maximum(x, 0) + jax.nn.softplus(-beta * jnp.abs(x)) / beta
+    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-beta * jnp.abs(x))) / beta
 
 
 @yeast_activity.defjvp
@@ -38,7 +38,7 @@ def _yeast_activity_jvp(primals, tangents):
     x = jnp.asarray(x)
     y = yeast_activity(beta, x)
     decay = -beta * jnp.abs(x)
-    d_beta = -(jax.nn.softplus(decay) / beta + jnp.abs(x) * jax.nn.sigmoid(decay)) / beta
+    d_beta = -(jnp.log1p(jnp.exp(decay)) / beta + jnp.abs(x) * jax.nn.sigmoid(decay)) / beta
     return y, jax.nn.sigmoid(beta * x) * x_dot + d_beta * beta_dot
 
 
