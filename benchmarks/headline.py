@@ -9,6 +9,8 @@ import itertools
 import json
 import math
 import pathlib
+import platform
+from importlib import metadata
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -149,12 +151,15 @@ def table(results: Results) -> str:
 
 
 def caption(results: Results) -> str:
+    """The machine (from the results) and the versions installed where the table is written
+    (run it in the environment that `asv run --python=same` measured)."""
     m = results.machine
-    env = results.data.get("env_name", "")
+    packages = ("jax", "jaxlib", "equinox", "jaxtyping", "beartype", "optimistix", "lineax")
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in packages)
     return (f"Measured on `{m.get('machine')}` ({m.get('cpu', '?')}, {m.get('num_cpu', '?')} "
-            f"cores, {m.get('ram', '?')}, {m.get('os', '?')}), commit "
-            f"{results.data['commit_hash'][:8]}, environment `{env}`, Python "
-            f"{results.data.get('python', '?')}; versions: {results.data.get('versions', '')}")
+            f"cores, {m.get('ram', '?')} RAM, {m.get('os', '?')}) at commit "
+            f"{results.data['commit_hash'][:8]}, Python {platform.python_version()}, "
+            f"{versions}.")
 
 
 def main(argv=None) -> int:

@@ -65,3 +65,14 @@ def test_asv_check():
     out = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_readme_headline_table_is_generated_from_the_committed_results():
+    from benchmarks import headline
+
+    results = headline.Results(ROOT / ".asv" / "results", "cpu-2core-dev")
+    expected = headline.table(results)
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- headline -->\n", 1)[1].split("<!-- /headline -->", 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("|")]
+    assert "\n".join(rows) == expected
