@@ -1,6 +1,7 @@
 """The functions the suites differentiate: every course model and layer as a scalar function
 of one array, and the scaled-up problems where size matters."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -76,8 +77,19 @@ def like_problem(d: int, cakes: int = 256):
     return loss, jax.block_until_ready(jax.random.normal(kw, (d,)))
 
 
+class TanhCell(eqx.Module):
+    """x ↦ tanh(W x + U θ): a contraction when ‖W‖₂ < 1 (tanh is 1-Lipschitz)."""
+
+    W: jax.Array
+    U: jax.Array
+    theta: jax.Array
+
+    def __call__(self, x):
+        return jnp.tanh(self.W @ x + self.U @ self.theta)
+
+
 def tanh_contraction(n: int):
-    """x ↦ tanh(W x + U θ) with ‖W‖₂ = 0.5, as a cakejax module of θ's dimension 4."""
+    """(W, U, θ) of a `TanhCell` on n states with ‖W‖₂ = 0.5 and θ of dimension 4."""
     kw, ku, kt = jax.random.split(jax.random.key(0), 3)
     W = jax.random.normal(kw, (n, n))
     W = 0.5 * W / jnp.linalg.norm(W, ord=2)
@@ -85,5 +97,5 @@ def tanh_contraction(n: int):
     return jax.block_until_ready((W, U, jax.random.normal(kt, (4,))))
 
 
-__all__ = ["MODELS", "UNSUPPORTED", "course", "like_problem", "tanh_contraction",
+__all__ = ["MODELS", "TanhCell", "UNSUPPORTED", "course", "like_problem", "tanh_contraction",
            "transformed"]

@@ -1,6 +1,5 @@
 """The custom-derivative layers against what they replace or compete with."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -11,7 +10,7 @@ import cakejax as cj
 from . import course_baseline as course
 from . import _common
 from ._common import BACKENDS, Suite, compile_fresh, compiled, put, run, warm
-from ._problems import CAKE, tanh_contraction
+from ._problems import CAKE, tanh_contraction, TanhCell
 
 
 class Softplus(_common._CostTracks):
@@ -56,15 +55,6 @@ class Clip(_common._CostTracks):
 UNROLLED_STEPS = 48  # enough for ‖W‖ = 0.5 to reach float32 precision
 
 
-class _Tanh(eqx.Module):
-    W: jax.Array
-    U: jax.Array
-    theta: jax.Array
-
-    def __call__(self, x):
-        return jnp.tanh(self.W @ x + self.U @ self.theta)
-
-
 def fixed_point_loss(method: str, n: int):
     """The loss sum(x*²) of the fixed point of x ↦ tanh(W x + U θ), as a function of θ, by
     one of the methods compared."""
@@ -72,7 +62,7 @@ def fixed_point_loss(method: str, n: int):
     x0 = jnp.zeros(n)
 
     def cell(t):
-        return _Tanh(W, U, t)
+        return TanhCell(W, U, t)
 
     if method == "cakejax":
         def solve(t):

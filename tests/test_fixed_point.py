@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 
 import cakejax as cj
+from benchmarks._problems import tanh_contraction, TanhCell
 from cakejax import _course as course
 
 from .helpers import assert_course
@@ -187,23 +188,9 @@ def test_failed_elements_are_nan_under_vmap():
     assert np.isfinite(tangents[0]) and np.isnan(tangents[1]) and np.isnan(tangents[3])
 
 
-class TanhContraction(eqx.Module):
-    """x ↦ tanh(W x + U θ), with ‖W‖₂ = 0.5."""
-
-    W: jax.Array
-    U: jax.Array
-    theta: jax.Array
-
-    def __call__(self, x):
-        return jnp.tanh(self.W @ x + self.U @ self.theta)
-
-
-def tanh_problem(n, seed=0):
-    kw, ku, kt = jax.random.split(jax.random.key(seed), 3)
-    W = jax.random.normal(kw, (n, n))
-    W = 0.5 * W / jnp.linalg.norm(W, ord=2)
-    return TanhContraction(W, jax.random.normal(ku, (n, 4)) / jnp.sqrt(n),
-                           jax.random.normal(kt, (4,)))
+def tanh_problem(n):
+    """x ↦ tanh(W x + U θ) with ‖W‖₂ = 0.5: the benchmarks' problem."""
+    return TanhCell(*tanh_contraction(n))
 
 
 @pytest.mark.parametrize("n", [10, 100, 1000])
