@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PyTree
 
-from .._typing import TypedModule
 
 
 class FixedPointResult(eqx.Enumeration):

@@ -1,7 +1,8 @@
 """Part 4 of the course, "Secret Family Recipes": the dough-maturation process."""
 
 import equinox as eqx
-from jaxtyping import Array, Float
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
 
 from .._typing import as_float_array, Scalar, TypedModule
 
@@ -19,6 +20,6 @@ class DoughMaturity(TypedModule):
     retention: Scalar = eqx.field(converter=as_float_array)
     boost: Scalar = eqx.field(converter=as_float_array)
 
-    def __call__(self, maturity: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+    def __call__(self, maturity: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
         """**Arguments:** the maturity, any shape. **Returns:** the maturity an hour later."""
-        return self.retention * maturity + self.boost
+        return self.retention * jnp.asarray(maturity) + self.boost
