@@ -19,7 +19,8 @@ def _problem(problem: str, impl: str, backend: str):
     if problem == "Deliciousness":
         x = put(backend, jnp.asarray(CAKE))
         if impl == "course":
-            return course.deliciousness_score, (lambda p, x: course.deliciousness_score(x), ()), (x,)
+            with_params = (lambda p, x: course.deliciousness_score(x), ())
+            return course.deliciousness_score, with_params, (x,)
         model = put(backend, cj.Deliciousness())
         return (lambda x: model(x)), (lambda m, x: m(x), model), (x,)
     features = put(backend, jnp.asarray(FEATURES))

@@ -11,47 +11,45 @@ from ._common import BACKENDS, Suite, compiled, put, run, warm
 from ._problems import like_problem
 
 
-class Hessian(_common._CostTracks):
-    """The full d×d Hessian: `jax.hessian` vs `vmap(hvp)` over the basis."""
+class _LikeScaling(_common._CostTracks):
+    """A scaled like-model suite: `function(method, loss)` is what is timed at the weights."""
 
-    params = (["jax.hessian", "vmap(hvp)"], [16, 128, 1024], list(BACKENDS))
     param_names = ("method", "d", "backend")
 
     def setup(self, method, d, backend):
         loss, w = compiled(("like-problem", d), lambda: like_problem(d))
-        if method == "jax.hessian":
-            self.fn = jax.hessian(loss)
-        else:
-            def fn(w):
-                return jax.vmap(lambda v: cj.hvp(loss, w, v))(jnp.eye(w.shape[0], dtype=w.dtype))
-            self.fn = fn
+        self.fn = self.function(method, loss)
         self.args = (put(backend, w),)
-        self.params_key = (method, d, backend)
-        self.jitted = compiled(("hessian",) + self.params_key, lambda: warm(self.fn, *self.args))
+        self.params_key = (type(self).__name__, method, d, backend)
+        self.jitted = compiled(self.params_key, lambda: warm(self.fn, *self.args))
 
     def time_steady_state(self, method, d, backend):
         run(self.jitted, *self.args)
 
 
-class HvpVsGrad(_common._CostTracks):
+class Hessian(_LikeScaling):
+    """The full d×d Hessian: `jax.hessian` vs `vmap(hvp)` over the basis."""
+
+    params = (["jax.hessian", "vmap(hvp)"], [16, 128, 1024], list(BACKENDS))
+
+    @staticmethod
+    def function(method, loss):
+        if method == "jax.hessian":
+            return jax.hessian(loss)
+        return lambda w: jax.vmap(lambda v: cj.hvp(loss, w, v))(jnp.eye(w.shape[0], dtype=w.dtype))
+
+
+class HvpVsGrad(_LikeScaling):
     """One Hessian-vector product against one gradient: hvp should cost a small constant
     multiple of grad, whatever d."""
 
     params = (["grad", "hvp"], [16, 256, 4096], list(BACKENDS))
-    param_names = ("method", "d", "backend")
 
-    def setup(self, method, d, backend):
-        loss, w = compiled(("like-problem", d), lambda: like_problem(d))
+    @staticmethod
+    def function(method, loss):
         if method == "grad":
-            self.fn = jax.grad(loss)
-        else:
-            self.fn = lambda w: cj.hvp(loss, w, jnp.ones_like(w))
-        self.args = (put(backend, w),)
-        self.params_key = (method, d, backend)
-        self.jitted = compiled(("hvp",) + self.params_key, lambda: warm(self.fn, *self.args))
-
-    def time_steady_state(self, method, d, backend):
-        run(self.jitted, *self.args)
+            return jax.grad(loss)
+        return lambda w: cj.hvp(loss, w, jnp.ones_like(w))
 
 
 class PerExample(Suite):

@@ -15,89 +15,72 @@ from importlib import metadata
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-#: (what is compared, numerator, denominator, target as (comparison, bound) or None). Each side
-#: is (benchmark, {param: value}); the backend is added per machine.
+def _ratio(label, benchmark, numerator, denominator, target=None, **common):
+    """One row: `benchmark` at `numerator`'s parameters over the same benchmark at
+    `denominator`'s (both with `common`), and its target as (comparison, bound) or None. The
+    backend is added per column."""
+    return (label, (benchmark, {**common, **numerator}), (benchmark, {**common, **denominator}),
+            target)
+
+
+_AGAINST = "bench_baseline.AgainstCourse."
+_CAKEJAX, _COURSE = {"impl": "cakejax"}, {"impl": "course"}
+_FIXED_POINT = "bench_layers.FixedPointGradient."
+_OURS = {"method": "cakejax"}
+
 RATIOS = [
-    ("Deliciousness, jitted, model closed over: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_closed_over", {"problem": "Deliciousness", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_closed_over", {"problem": "Deliciousness", "impl": "course"}),
-     ("<=", 1.05)),
-    ("LikeModel loss, jitted, model closed over: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_closed_over", {"problem": "LikeModel", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_closed_over", {"problem": "LikeModel", "impl": "course"}),
-     ("<=", 1.05)),
-    ("Deliciousness, compile time: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_compile", {"problem": "Deliciousness", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_compile", {"problem": "Deliciousness", "impl": "course"}),
-     ("<=", 1.2)),
-    ("LikeModel loss, compile time: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_compile", {"problem": "LikeModel", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_compile", {"problem": "LikeModel", "impl": "course"}),
-     ("<=", 1.2)),
-    ("Deliciousness, model as a jit argument: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_as_jit_argument", {"problem": "Deliciousness", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_as_jit_argument", {"problem": "Deliciousness", "impl": "course"}),
-     ("<=", 1.25)),
-    ("LikeModel loss, model as a jit argument: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_as_jit_argument", {"problem": "LikeModel", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_as_jit_argument", {"problem": "LikeModel", "impl": "course"}),
-     ("<=", 1.25)),
-    ("Deliciousness gradient, closed over: cakejax / course",
-     ("bench_baseline.AgainstCourse.time_grad_closed_over", {"problem": "Deliciousness", "impl": "cakejax"}),
-     ("bench_baseline.AgainstCourse.time_grad_closed_over", {"problem": "Deliciousness", "impl": "course"}),
-     None),
-    ("dispatch of a model argument: eqx.filter_jit / jax.jit",
-     ("bench_baseline.Dispatch.time_call", {"jit": "eqx.filter_jit"}),
-     ("bench_baseline.Dispatch.time_call", {"jit": "jax.jit"}),
-     None),
-    ("YeastActivity / jax.nn.softplus, forward, n = 10⁶",
-     ("bench_layers.Softplus.time_steady_state", {"impl": "YeastActivity", "n": 1000000, "transform": "forward"}),
-     ("bench_layers.Softplus.time_steady_state", {"impl": "jax.nn.softplus", "n": 1000000, "transform": "forward"}),
-     ("<=", 1.05)),
-    ("YeastActivity / jax.nn.softplus, gradient, n = 10⁶",
-     ("bench_layers.Softplus.time_steady_state", {"impl": "YeastActivity", "n": 1000000, "transform": "grad"}),
-     ("bench_layers.Softplus.time_steady_state", {"impl": "jax.nn.softplus", "n": 1000000, "transform": "grad"}),
-     ("<=", 1.05)),
-    ("Deliciousness forward with / without GradientClip",
-     ("bench_layers.Clip.time_steady_state", {"impl": "with GradientClip", "transform": "forward"}),
-     ("bench_layers.Clip.time_steady_state", {"impl": "without", "transform": "forward"}),
-     ("<=", 1.05)),
-    ("Deliciousness forward, XLA flops (deterministic): with / without GradientClip",
-     ("bench_layers.Clip.track_flops", {"impl": "with GradientClip", "transform": "forward"}),
-     ("bench_layers.Clip.track_flops", {"impl": "without", "transform": "forward"}),
-     ("<=", 1.0)),
-    ("FixedPoint gradient, n = 1000: optimistix (default ImplicitAdjoint) / cakejax",
-     ("bench_layers.FixedPointGradient.time_grad", {"method": "optimistix", "n": 1000}),
-     ("bench_layers.FixedPointGradient.time_grad", {"method": "cakejax", "n": 1000}),
-     (">=", 5.0)),
-    ("FixedPoint gradient, n = 1000: optimistix + GMRES / cakejax",
-     ("bench_layers.FixedPointGradient.time_grad", {"method": "optimistix+GMRES", "n": 1000}),
-     ("bench_layers.FixedPointGradient.time_grad", {"method": "cakejax", "n": 1000}),
-     (">=", 1.0)),
-    ("FixedPoint gradient, n = 1000: unrolled loop / cakejax",
-     ("bench_layers.FixedPointGradient.time_grad", {"method": "unrolled", "n": 1000}),
-     ("bench_layers.FixedPointGradient.time_grad", {"method": "cakejax", "n": 1000}),
-     None),
-    ("FixedPoint gradient, n = 1000, compile time: cakejax / optimistix",
-     ("bench_layers.FixedPointGradient.time_compile_grad", {"method": "cakejax", "n": 1000}),
-     ("bench_layers.FixedPointGradient.time_compile_grad", {"method": "optimistix", "n": 1000}),
-     ("<=", 1.0)),
-    ("hvp / grad, d = 4096",
-     ("bench_scaling.HvpVsGrad.time_steady_state", {"method": "hvp", "d": 4096}),
-     ("bench_scaling.HvpVsGrad.time_steady_state", {"method": "grad", "d": 4096}),
-     ("<=", 1.5)),
-    ("full Hessian, d = 1024: jax.hessian / vmap(hvp)",
-     ("bench_scaling.Hessian.time_steady_state", {"method": "jax.hessian", "d": 1024}),
-     ("bench_scaling.Hessian.time_steady_state", {"method": "vmap(hvp)", "d": 1024}),
-     None),
-    ("256 per-customer gradients: Python loop / vmap",
-     ("bench_scaling.PerExample.time_gradients", {"method": "loop", "batch": 256}),
-     ("bench_scaling.PerExample.time_gradients", {"method": "vmap", "batch": 256}),
-     None),
-    ("cold start (import, trace, compile, call): type checks on / off",
-     ("bench_baseline.ColdStart.timeraw_import_trace_compile_call", {"typecheck": "on"}),
-     ("bench_baseline.ColdStart.timeraw_import_trace_compile_call", {"typecheck": "off"}),
-     None),
+    _ratio("Deliciousness, jitted, model closed over: cakejax / course",
+           _AGAINST + "time_closed_over", _CAKEJAX, _COURSE, ("<=", 1.05),
+           problem="Deliciousness"),
+    _ratio("LikeModel loss, jitted, model closed over: cakejax / course",
+           _AGAINST + "time_closed_over", _CAKEJAX, _COURSE, ("<=", 1.05), problem="LikeModel"),
+    _ratio("Deliciousness, compile time: cakejax / course",
+           _AGAINST + "time_compile", _CAKEJAX, _COURSE, ("<=", 1.2), problem="Deliciousness"),
+    _ratio("LikeModel loss, compile time: cakejax / course",
+           _AGAINST + "time_compile", _CAKEJAX, _COURSE, ("<=", 1.2), problem="LikeModel"),
+    _ratio("Deliciousness, model as a jit argument: cakejax / course",
+           _AGAINST + "time_as_jit_argument", _CAKEJAX, _COURSE, ("<=", 1.25),
+           problem="Deliciousness"),
+    _ratio("LikeModel loss, model as a jit argument: cakejax / course",
+           _AGAINST + "time_as_jit_argument", _CAKEJAX, _COURSE, ("<=", 1.25),
+           problem="LikeModel"),
+    _ratio("Deliciousness gradient, closed over: cakejax / course",
+           _AGAINST + "time_grad_closed_over", _CAKEJAX, _COURSE, problem="Deliciousness"),
+    _ratio("dispatch of a model argument: eqx.filter_jit / jax.jit",
+           "bench_baseline.Dispatch.time_call", {"jit": "eqx.filter_jit"}, {"jit": "jax.jit"}),
+    _ratio("YeastActivity / jax.nn.softplus, forward, n = 10⁶",
+           "bench_layers.Softplus.time_steady_state", {"impl": "YeastActivity"},
+           {"impl": "jax.nn.softplus"}, ("<=", 1.05), n=1000000, transform="forward"),
+    _ratio("YeastActivity / jax.nn.softplus, gradient, n = 10⁶",
+           "bench_layers.Softplus.time_steady_state", {"impl": "YeastActivity"},
+           {"impl": "jax.nn.softplus"}, ("<=", 1.05), n=1000000, transform="grad"),
+    _ratio("Deliciousness forward with / without GradientClip",
+           "bench_layers.Clip.time_steady_state", {"impl": "with GradientClip"},
+           {"impl": "without"}, ("<=", 1.05), transform="forward"),
+    _ratio("Deliciousness forward, XLA flops (deterministic): with / without GradientClip",
+           "bench_layers.Clip.track_flops", {"impl": "with GradientClip"}, {"impl": "without"},
+           ("<=", 1.0), transform="forward"),
+    _ratio("FixedPoint gradient, n = 1000: optimistix (default ImplicitAdjoint) / cakejax",
+           _FIXED_POINT + "time_grad", {"method": "optimistix"}, _OURS, (">=", 5.0), n=1000),
+    _ratio("FixedPoint gradient, n = 1000: optimistix + GMRES / cakejax",
+           _FIXED_POINT + "time_grad", {"method": "optimistix+GMRES"}, _OURS, (">=", 1.0),
+           n=1000),
+    _ratio("FixedPoint gradient, n = 1000: unrolled loop / cakejax",
+           _FIXED_POINT + "time_grad", {"method": "unrolled"}, _OURS, n=1000),
+    _ratio("FixedPoint gradient, n = 1000, compile time: cakejax / optimistix",
+           _FIXED_POINT + "time_compile_grad", _OURS, {"method": "optimistix"}, ("<=", 1.0),
+           n=1000),
+    _ratio("hvp / grad, d = 4096", "bench_scaling.HvpVsGrad.time_steady_state",
+           {"method": "hvp"}, {"method": "grad"}, ("<=", 1.5), d=4096),
+    _ratio("full Hessian, d = 1024: jax.hessian / vmap(hvp)",
+           "bench_scaling.Hessian.time_steady_state", {"method": "jax.hessian"},
+           {"method": "vmap(hvp)"}, d=1024),
+    _ratio("256 per-customer gradients: Python loop / vmap",
+           "bench_scaling.PerExample.time_gradients", {"method": "loop"}, {"method": "vmap"},
+           batch=256),
+    _ratio("cold start (import, trace, compile, call): type checks on / off",
+           "bench_baseline.ColdStart.timeraw_import_trace_compile_call", {"typecheck": "on"},
+           {"typecheck": "off"}),
 ]
 
 
@@ -114,8 +97,14 @@ class Results:
                                                     .read_text()).items() if name != "version"}
         self.machine = json.loads((results_dir / machine / "machine.json").read_text())
 
-    def get(self, benchmark: str, params: dict) -> float | None:
+    def get(self, benchmark: str, params: dict, backend: str) -> float | None:
+        """The result at `params` on `backend`. A benchmark without a backend parameter (the
+        cold start, always on CPU) counts as a CPU result."""
         entry = self.data["results"].get(benchmark)
+        if "backend" in self.names.get(benchmark, []):
+            params = {**params, "backend": backend}
+        elif backend != "cpu":
+            return None
         if entry is None:
             return None
         columns = self.data["result_columns"]
@@ -136,11 +125,9 @@ def table(results: Results) -> str:
     for label, (num_name, num), (den_name, den), target in RATIOS:
         cells = []
         for backend in backends:
-            a = results.get(num_name, {**num, "backend": backend} if "Cold" not in num_name
-                            else num)
-            b = results.get(den_name, {**den, "backend": backend} if "Cold" not in den_name
-                            else den)
-            if a is None or b is None or (backend != "cpu" and "Cold" in num_name):
+            a = results.get(num_name, num, backend)
+            b = results.get(den_name, den, backend)
+            if a is None or b is None:
                 cells.append("not measured")
                 continue
             ratio = a / b
@@ -149,7 +136,7 @@ def table(results: Results) -> str:
                 op, bound = target
                 mark = " ✓" if (ratio <= bound if op == "<=" else ratio >= bound) else " ✗"
             cells.append(f"{ratio:.2f}×{mark}")
-        goal = "" if target is None else f"{target[0].replace('<=', '≤').replace('>=', '≥')} {target[1]}"
+        goal = "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]]} {target[1]}"
         lines.append(f"| {label} | {goal} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -13,11 +13,6 @@ def assert_course(ours, expected):
                                atol=course.ATOL)
 
 
-def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
-    """Same PyTree structure and every leaf close."""
-    return eqx.tree_equal(x, y, typematch=True, rtol=rtol, atol=atol) is True
-
-
 def cake():
     return jnp.asarray([course.CAKE[k] for k in ("butter", "eggs", "flour", "sugar")],
                        dtype=float)

@@ -28,7 +28,9 @@ def _cases():
     for name in MODULES:
         module = importlib.import_module(f"benchmarks.{name}")
         for cls_name, cls in vars(module).items():
-            if not isinstance(cls, type) or cls.__module__ != module.__name__:
+            # As asv: classes of this module only, private (underscored) bases skipped.
+            if (not isinstance(cls, type) or cls.__module__ != module.__name__
+                    or cls_name.startswith("_")):
                 continue
             methods = [m for m in dir(cls) if m.startswith(("time_", "track_", "timeraw_"))]
             if not methods:
