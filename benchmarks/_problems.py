@@ -88,11 +88,13 @@ class TanhCell(eqx.Module):
         return jnp.tanh(self.W @ x + self.U @ self.theta)
 
 
-def tanh_contraction(n: int):
-    """(W, U, θ) of a `TanhCell` on n states with ‖W‖₂ = 0.5 and θ of dimension 4."""
+def tanh_contraction(n: int, rho: float = 0.5):
+    """(W, U, θ) of a `TanhCell` on n states and θ of dimension 4, with W = A + Aᵀ symmetric
+    and scaled to spectral radius ‖W‖₂ = rho (the contraction's rate near x = 0)."""
     kw, ku, kt = jax.random.split(jax.random.key(0), 3)
-    W = jax.random.normal(kw, (n, n))
-    W = 0.5 * W / jnp.linalg.norm(W, ord=2)
+    A = jax.random.normal(kw, (n, n))
+    W = A + A.T
+    W = rho * W / jnp.max(jnp.abs(jnp.linalg.eigvalsh(W)))
     U = jax.random.normal(ku, (n, 4)) / jnp.sqrt(n)
     return jax.block_until_ready((W, U, jax.random.normal(kt, (4,))))
 

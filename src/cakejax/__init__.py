@@ -33,10 +33,20 @@ with _typechecked:
         realify as realify,
         wirtinger as wirtinger,
     )
-    from .layers import (
+    from .fixed_point import (
+        AbstractAdjoint as AbstractAdjoint,
+        AbstractFixedPointSolver as AbstractFixedPointSolver,
+        Anderson as Anderson,
         FixedPoint as FixedPoint,
         FixedPointResult as FixedPointResult,
         FixedPointSolution as FixedPointSolution,
+        Implicit as Implicit,
+        JacobianFree as JacobianFree,
+        Newton as Newton,
+        Phantom as Phantom,
+        Picard as Picard,
+    )
+    from .layers import (
         GradientClip as GradientClip,
         YeastActivity as YeastActivity,
     )

@@ -163,8 +163,27 @@ def part4() -> Iterator[Check]:
     yield Check(part, "forward mode (jvp along retention): impossible with the course's rule",
                 jax.jvp(maturity, (params,), (jnp.asarray([1.0, 0.0], x.dtype),))[1],
                 b / (1 - a) ** 2, source="analytic")
-    yield Check(part, "a = -1 oscillates: FixedPoint raises instead of returning a number",
-                _raises(lambda: cj.FixedPoint(cj.DoughMaturity(-1.0, b))(0.0)), True,
+    yield Check(part, "scale-invariant: d(1e-7 · m*)/db, exact at any loss scale",
+                jax.grad(lambda p: 1e-7 * maturity(p))(params)[1], 1e-7 / (1 - a),
+                source="analytic")
+    repelling = (1.5, b)
+
+    def repelling_maturity(p):
+        return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]), solver=cj.Newton())(0.0)
+
+    yield Check(part, "a = 1.5 repels: Newton still finds m* = b / (1 - a)",
+                repelling_maturity(jnp.asarray(repelling, dtype=x.dtype)),
+                b / (1 - repelling[0]), source="analytic")
+    yield Check(part, "and its gradient (b / (1 - a)², 1 / (1 - a))",
+                jax.grad(repelling_maturity)(jnp.asarray(repelling, dtype=x.dtype)),
+                (b / (1 - repelling[0]) ** 2, 1 / (1 - repelling[0])), source="analytic")
+    yield Check(part, "a = -1 with Picard iteration oscillates: FixedPoint raises",
+                _raises(lambda: cj.FixedPoint(cj.DoughMaturity(-1.0, b),
+                                              solver=cj.Picard())(0.0)), True,
+                source="analytic")
+    yield Check(part, "a = 1, b = 0 (every m is fixed): the derivative raises, in jvp too",
+                _raises(lambda: jax.jvp(maturity, (jnp.asarray((1.0, 0.0), dtype=x.dtype),),
+                                        (jnp.asarray((1.0, 0.0), dtype=x.dtype),))), True,
                 source="analytic")
 
 

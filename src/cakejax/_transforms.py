@@ -21,15 +21,25 @@ def _clip(x):
     return cj.Deliciousness()(clip(x))
 
 
-def _fixed_point(theta):
-    return cj.FixedPoint(cj.DoughMaturity(theta[0], theta[1]))(0.0)
+def _fixed_point(**options):
+    def f(theta):
+        return cj.FixedPoint(cj.DoughMaturity(theta[0], theta[1]), **options)(0.0)
+
+    return f
 
 
 #: Each layer as a scalar function of a vector, and a point to try it at.
 LAYERS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "YeastActivity": (_yeast, (-1.0, 0.5, 2.0, 500.0)),
     "GradientClip": (_clip, (1.0, 3.0, 2.0, 1.5)),
-    "FixedPoint": (_fixed_point, (0.75, 10.0)),
+    "FixedPoint": (_fixed_point(), (0.75, 10.0)),
+    "FixedPoint, Picard": (_fixed_point(solver=cj.Picard()), (0.75, 10.0)),
+    "FixedPoint, Newton (a repelling point)": (_fixed_point(solver=cj.Newton()), (1.5, 10.0)),
+    "FixedPoint, Implicit('neumann')": (_fixed_point(adjoint=cj.Implicit("neumann")),
+                                        (0.75, 10.0)),
+    "FixedPoint, JacobianFree (approximate)": (_fixed_point(adjoint=cj.JacobianFree()),
+                                               (0.75, 10.0)),
+    "FixedPoint, Phantom (approximate)": (_fixed_point(adjoint=cj.Phantom()), (0.75, 10.0)),
 }
 
 

@@ -1,10 +1,5 @@
-"""Custom-derivative layers: YeastActivity (custom_jvp), GradientClip (custom_vjp) and
-FixedPoint (implicit differentiation)."""
+"""Custom-derivative layers: YeastActivity (custom_jvp) and GradientClip (custom_vjp). The
+implicit FixedPoint layer has its own package, `cakejax.fixed_point`."""
 
 from ._clip import GradientClip as GradientClip
-from ._fixed_point import (
-    FixedPoint as FixedPoint,
-    FixedPointResult as FixedPointResult,
-    FixedPointSolution as FixedPointSolution,
-)
 from ._yeast import YeastActivity as YeastActivity

@@ -1,0 +1,168 @@
+r"""How `FixedPoint` differentiates: the exact implicit rule, and the approximate rules used to
+train deep-equilibrium models cheaply.
+
+Differentiating $x^\star = f_\theta(x^\star)$ gives $(I - J)\,\dot x^\star = \partial_\theta
+f\,\dot\theta =: b$ with $J = \partial f/\partial x$ at $x^\star$. An adjoint turns $b$ into
+$\dot x^\star$ with Jacobian-vector products only (`jvp`), linearly in $b$, so that JAX
+transposes it for reverse mode (vector-Jacobian products) and differentiates it again for
+Hessians. No $n \times n$ matrix is formed.
+"""
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool
+
+from ._linear import LinearMethod, LinearSolve, solve_linear
+from ._results import FixedPointResult
+from ._solver import Vector
+
+
+Product = Callable[[Vector], Vector]
+
+
+def nan_unless(ok: Array, dtype) -> Array:
+    """1 where `ok`, NaN elsewhere: multiplying a tangent by it keeps it linear."""
+    return jnp.where(ok, jnp.asarray(1, dtype), jnp.asarray(jnp.nan, dtype))
+
+
+class AbstractAdjoint(eqx.Module):
+    """The derivative rule of `FixedPoint`. `approximate` says whether it is exact."""
+
+    approximate: ClassVar[bool]
+
+    @abc.abstractmethod
+    def certify(self, jvp: Product, x: Vector, *, rtol: float, max_steps: int) -> Bool[Array, ""]:
+        """Whether the derivative exists at $x^\\star$, independently of the right-hand side.
+        Runs with the primal computation (in the forward pass of reverse mode)."""
+
+    @abc.abstractmethod
+    def tangent(self, jvp: Product, b: Vector, *, rtol: float, max_steps: int,
+                throw: bool) -> Vector:
+        """$\\dot x^\\star$ for the right-hand side $b$: linear and transposable in $b$."""
+
+    @abc.abstractmethod
+    def transpose(self, vjp: Product, c: Vector, *, rtol: float, max_steps: int) -> LinearSolve:
+        """The reverse-mode system $(I - J)^\\top u = c$ as this rule solves it, with its
+        statistics (for `FixedPoint.solve(x0, cotangent=c)`)."""
+
+
+class Implicit(AbstractAdjoint):
+    r"""The exact derivative: $\dot x^\star = (I - J)^{-1} b$ by the implicit function theorem,
+    solved matrix-free to the layer's `rtol` relative to $\|b\|$ (scale-invariant).
+
+    Before the first derivative it certifies that $I - J$ is nonsingular by solving with a
+    fixed random right-hand side: a non-isolated fixed point (where every nearby point may be
+    a fixed point too) has no derivative, and a solve whose own right-hand side happens to lie
+    in the range of a singular $I - J$ (e.g. zero) would otherwise return a number. The
+    certificate costs one more linear solve per linearisation, not per tangent: under
+    `jacfwd` or `jax.hessian` it is shared by every basis vector.
+
+    **Arguments:**
+
+    - `linear_solver`: `"gmres"` (default; any nonsingular $I - J$, repelling fixed points
+      included) or `"neumann"` (the Richardson iteration $t \leftarrow b + Jt$:
+      one product a step, no memory, fastest on strong contractions, but only for $\rho(J) < 1$).
+    - `restart`: GMRES's restart length (default 20).
+    """
+
+    approximate: ClassVar[bool] = False
+    linear_solver: LinearMethod = eqx.field(default="gmres", static=True)
+    restart: int = eqx.field(default=20, static=True)
+
+    def __check_init__(self):
+        if self.linear_solver not in ("gmres", "neumann"):
+            raise ValueError(
+                "Implicit: linear_solver must be 'gmres' or 'neumann', got "
+                f"{self.linear_solver!r}."
+            )
+        if isinstance(self.restart, bool) or not isinstance(self.restart, int) or (
+            self.restart < 1
+        ):
+            raise ValueError(f"Implicit: restart must be an int >= 1, got {self.restart!r}.")
+
+    def _solve(self, product: Product, b: Vector, rtol: float, max_steps: int) -> LinearSolve:
+        return solve_linear(self.linear_solver, lambda t: t - product(t), b, rtol=rtol,
+                            max_steps=max_steps, restart=self.restart)
+
+    def certify(self, jvp, x, *, rtol, max_steps):
+        probe = jax.random.normal(jax.random.key(0), x.shape, x.dtype)
+        return self._solve(jvp, probe, rtol, max_steps).ok
+
+    def tangent(self, jvp, b, *, rtol, max_steps, throw):
+        def solve(matvec, rhs):
+            solution = solve_linear(self.linear_solver, matvec, rhs, rtol=rtol,
+                                    max_steps=max_steps, restart=self.restart)
+            if throw:
+                return FixedPointResult.singular.error_if(solution.value, ~solution.ok)
+            return solution.value * nan_unless(solution.ok, rhs.dtype)
+
+        return jax.lax.custom_linear_solve(lambda t: t - jvp(t), b, solve, solve)
+
+    def transpose(self, vjp, c, *, rtol, max_steps):
+        return self._solve(vjp, c, rtol, max_steps)
+
+
+def _neumann_terms(product: Product, b: Vector, terms: int) -> Vector:
+    r"""$\sum_{i < \text{terms}} J^i b$, unrolled (a handful of terms)."""
+    total, term = b, b
+    for _ in range(terms - 1):
+        term = product(term)
+        total = total + term
+    return total
+
+
+def _truncated_transpose(vjp: Product, c: Vector, terms: int) -> LinearSolve:
+    u = _neumann_terms(vjp, c, terms)
+    scale = jnp.max(jnp.abs(c), initial=0)
+    residual = jnp.max(jnp.abs(c - (u - vjp(u))), initial=0) / jnp.where(scale > 0, scale, 1)
+    return LinearSolve(u, jnp.asarray(terms), jnp.asarray(True), residual)
+
+
+class JacobianFree(AbstractAdjoint):
+    r"""**Approximate.** Jacobian-free backpropagation (Fung et al., 2022): $\dot x^\star
+    \approx b = \partial_\theta f\,\dot\theta$, i.e. $(I - J)^{-1}$ replaced by $I$. Costs one
+    product, no linear solve; the result is a descent direction for training when $f$
+    contracts strongly, not the gradient. Opt in for deep-equilibrium training; never use it
+    where the derivative's value matters (the solution's `backward_residual` says how far it
+    is from the exact one)."""
+
+    approximate: ClassVar[bool] = True
+
+    def certify(self, jvp, x, *, rtol, max_steps):
+        return jnp.asarray(True)
+
+    def tangent(self, jvp, b, *, rtol, max_steps, throw):
+        return b
+
+    def transpose(self, vjp, c, *, rtol, max_steps):
+        return _truncated_transpose(vjp, c, 1)
+
+
+class Phantom(AbstractAdjoint):
+    r"""**Approximate.** The Neumann phantom gradient (Geng et al., 2021): $(I - J)^{-1}$
+    replaced by the first `terms` terms of its Neumann series, $\dot x^\star \approx
+    \sum_{i < k} J^i b$. Costs $k - 1$ products; the error shrinks like $\rho^k$, so it is
+    close to the exact derivative only when $f$ contracts strongly. Opt-in, for training.
+
+    **Arguments:** `terms`, $k \ge 1$ (default 5; `terms=1` is `JacobianFree`)."""
+
+    approximate: ClassVar[bool] = True
+    terms: int = eqx.field(default=5, static=True)
+
+    def __check_init__(self):
+        if isinstance(self.terms, bool) or not isinstance(self.terms, int) or self.terms < 1:
+            raise ValueError(f"Phantom: terms must be an int >= 1, got {self.terms!r}.")
+
+    def certify(self, jvp, x, *, rtol, max_steps):
+        return jnp.asarray(True)
+
+    def tangent(self, jvp, b, *, rtol, max_steps, throw):
+        return _neumann_terms(jvp, b, self.terms)
+
+    def transpose(self, vjp, c, *, rtol, max_steps):
+        return _truncated_transpose(vjp, c, self.terms)

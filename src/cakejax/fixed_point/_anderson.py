@@ -1,0 +1,89 @@
+r"""Anderson acceleration (type II, Walker & Ni 2011) with a regularised least-squares step."""
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ._solver import AbstractFixedPointSolver, Vector
+
+
+class _AndersonState(NamedTuple):
+    dx: Float[Array, "m n"]  # differences of the last m iterates, a ring buffer
+    dg: Float[Array, "m n"]  # differences of their residuals g = f(x) - x
+    x: Vector
+    g: Vector
+    count: Int[Array, ""]
+
+
+class Anderson(AbstractFixedPointSolver):
+    r"""Anderson acceleration: each step combines the last $m$ iterates so as to minimise the
+    linearised residual.
+
+    With residuals $g_i = f(x_i) - x_i$ and the differences $\Delta X$, $\Delta G$ of the last
+    $m + 1$ iterates and residuals (columns),
+    $$\gamma = \arg\min_\gamma \|g_k - \Delta G\,\gamma\|_2^2 + \lambda\|\gamma\|_2^2,
+    \qquad x_{k+1} = x_k + \beta g_k - (\Delta X + \beta\,\Delta G)\,\gamma,$$
+    solved through the $m \times m$ normal equations. $\lambda$ is `regularisation` times the
+    mean of $\operatorname{diag}(\Delta G^\top \Delta G)$: relative, so the step does not depend
+    on the units of $x$. On a linear map Anderson is GMRES in disguise; on weak contractions it
+    needs a small fraction of Picard's steps, at the cost of $O(m\,n)$ memory and work a step.
+
+    **Arguments:**
+
+    - `history`: $m$, the number of past iterates used (default 20: on weak contractions,
+      $\rho \ge 0.99$, it needs a fifth of Picard's steps where 5 needs a third).
+    - `damping`: $\beta \in (0, 1]$ (default 1).
+    - `regularisation`: the relative Tikhonov weight (default `1e-8`: small enough not to bias
+      the step in float32), keeping the least squares well posed when the history becomes
+      nearly dependent near convergence. Should the system still be numerically singular
+      (a non-finite step), that step falls back to the damped Picard step.
+    """
+
+    history: int = eqx.field(default=20, static=True)
+    damping: float = eqx.field(default=1.0, static=True, converter=float)
+    regularisation: float = eqx.field(default=1e-8, static=True, converter=float)
+
+    def __check_init__(self):
+        if isinstance(self.history, bool) or not isinstance(self.history, int) or (
+            self.history < 1
+        ):
+            raise ValueError(f"Anderson: history must be an int >= 1, got {self.history!r}.")
+        if not (math.isfinite(self.damping) and 0 < self.damping <= 1):
+            raise ValueError(f"Anderson: damping must be in (0, 1], got {self.damping}.")
+        if not (math.isfinite(self.regularisation) and self.regularisation >= 0):
+            raise ValueError(
+                f"Anderson: regularisation must be finite and >= 0, got {self.regularisation}."
+            )
+
+    def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> _AndersonState:
+        zeros = jnp.zeros((self.history,) + x.shape, x.dtype)
+        return _AndersonState(zeros, zeros, x, fx - x, jnp.asarray(0))
+
+    def step(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: _AndersonState):
+        g = fx - x
+        slot = (state.count - 1) % self.history
+        record = state.count >= 1
+        dx = state.dx.at[slot].set(jnp.where(record, x - state.x, state.dx[slot]))
+        dg = state.dg.at[slot].set(jnp.where(record, g - state.g, state.dg[slot]))
+        gram = dg @ dg.T
+        diagonal = jnp.diagonal(gram)
+        # A column is used once recorded; one whose residual did not change carries no
+        # information (and would make the system singular), so it is left out.
+        used = (jnp.arange(self.history) < jnp.minimum(state.count, self.history)) & (
+            diagonal > 0
+        )
+        both = used[:, None] & used[None, :]
+        mean = jnp.sum(jnp.where(used, diagonal, 0)) / jnp.maximum(jnp.sum(used), 1).astype(x.dtype)
+        lam = self.regularisation * mean
+        system = jnp.where(both, gram, 0) + jnp.diag(jnp.where(used, lam, 1))
+        gamma = jnp.linalg.solve(system, jnp.where(used, dg @ g, 0))
+        beta = self.damping
+        x_new = x + beta * g - (dx + beta * dg).T @ gamma
+        # A history too dependent for the regularisation gives a non-finite step: take the
+        # plain (damped Picard) step instead, which the loop's own checks then judge.
+        x_new = jnp.where(jnp.all(jnp.isfinite(x_new)), x_new, x + beta * g)
+        return x_new, _AndersonState(dx, dg, x, g, state.count + 1)

@@ -1,0 +1,204 @@
+r"""`FixedPoint`: implicit fixed points $x^\star = f_\theta(x^\star)$ as a layer."""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, Int, PyTree
+
+from ._adjoint import AbstractAdjoint, Implicit
+from ._anderson import Anderson
+from ._results import converged, FixedPointResult
+from ._rule import Config, fixed_point, result_from_code
+from ._solver import AbstractFixedPointSolver
+
+
+class FixedPointSolution(eqx.Module):
+    r"""The outcome of `FixedPoint.solve`.
+
+    **Fields:**
+
+    - `value`: the fixed point $x^\star$ (on failure with `throw=False`, the iterate of
+      smallest residual).
+    - `residual`: the true residual of `value`, $\max_i |f(x)_i - x_i|$.
+    - `steps`: the forward solver's iterations (each one evaluation of `fn`; Newton's also
+      linearise it and run GMRES).
+    - `result`: a `FixedPointResult`.
+    - `backward_steps`, `backward_residual`: when `solve` was given a `cotangent` $c$, the
+      iterations of the reverse-mode system $(I - \partial f/\partial x)^\top u = c$ as the
+      adjoint solves it, and its true relative residual
+      $\|c - (I - J)^\top u\|_\infty / \|c\|_\infty$ (for an approximate adjoint, how far it
+      is from the exact derivative); otherwise `None`.
+    """
+
+    value: PyTree[Float[Array, "..."]]
+    residual: Float[Array, ""]
+    steps: Int[Array, ""]
+    result: FixedPointResult
+    backward_steps: Int[Array, ""] | None = None
+    backward_residual: Float[Array, ""] | None = None
+
+
+def _describe(tree) -> Any:
+    return jax.tree_util.tree_map(lambda a: f"{a.dtype.name}{list(a.shape)}", tree)
+
+
+def _close_over_tracers(fn, x0):
+    """`fn`, or, if it closes over traced arrays that are not its own PyTree leaves (a lambda
+    closing over the θ being differentiated), `fn` closure-converted so that those arrays
+    become leaves and are differentiated too (otherwise they would leak out of the solve)."""
+    converted = eqx.filter_closure_convert(fn, x0)
+    own = {id(leaf) for leaf in jax.tree_util.tree_leaves(fn)}
+    hidden = [c for c in jax.tree_util.tree_leaves(getattr(converted, "consts", ()))
+              if isinstance(c, jax.core.Tracer) and id(c) not in own]
+    return converted if hidden else fn
+
+
+@eqx.filter_jit
+def _compiled_fixed_point(fn, x0, config: Config):
+    """The solve, compiled once per structure of `fn` and shapes of `x0`: called eagerly it is
+    not retraced and recompiled on every call, and its errors arrive as
+    `equinox.EquinoxRuntimeError`. Under an outer `jax.jit` it is inlined."""
+    return fixed_point(fn, x0, config=config)
+
+
+class FixedPoint(eqx.Module):
+    r"""The fixed point $x^\star = f_\theta(x^\star)$ of `fn` as a layer, differentiated by the
+    implicit function theorem, never through the solver's loop.
+
+    **Solving.** `solver` proposes iterates (`Anderson` by default, `Picard`, `Newton`); one
+    shared loop decides when to stop, on the estimated *error*
+    $\|f(x) - x\|/|1 - \mu| \le \text{atol} + \text{rtol}\cdot s$ ($\mu$ the slope of `fn`
+    along the last step, $s = \max(\|x\|_\infty, \|f(x_0)\|_\infty)$), so `rtol` is a relative
+    accuracy of $x^\star$ whatever its units. A tolerance below what the dtype can give ends
+    in `floating_point_floor`, which counts as converged.
+
+    **Derivatives** (`adjoint`): `Implicit()` (default, exact) solves
+    $(I - \partial_x f)\,\dot x^\star = \partial_\theta f\,\dot\theta$ matrix-free (GMRES by
+    default), relative to the right-hand side, so gradients of losses of any scale are
+    equally accurate; forward mode, reverse mode and Hessians all work and no $n \times n$
+    matrix is ever formed. `JacobianFree()` and `Phantom(terms)` are opt-in *approximations*
+    for training deep-equilibrium models. The derivative with respect to $x_0$ is zero.
+
+    **Never silently wrong.** A solve that runs out of steps, diverges or oscillates, and a
+    derivative at a non-isolated fixed point (singular $I - \partial_x f$, whatever the
+    right-hand side), raise `equinox.EquinoxRuntimeError` by default (`eqx.error_if`, eagerly
+    and under jit). With `throw=False` nothing is raised: `solve` reports the `result` and
+    derivatives of failed solves (each element, under vmap) are NaN.
+
+    **Fields:**
+
+    - `fn`: maps a state to a state of the same structure (a scalar, an array or a PyTree of
+      floating arrays); its array fields are $\theta$. An Equinox module, `eqx.Partial`, or a
+      function; a function closing over traced arrays is closure-converted so they are
+      differentiated too.
+    - `solver`: an `AbstractFixedPointSolver` (default `Anderson()`).
+    - `adjoint`: an `AbstractAdjoint` (default `Implicit()`).
+    - `rtol`, `atol`: the accuracy of $x^\star$ (defaults `1e-6` and `0`); `rtol` also sets the
+      derivative's linear solve, relative to its right-hand side. Tighten `rtol` to `1e-12`
+      in float64 for float64 accuracy.
+    - `max_steps`: the most forward iterations (default 256); the derivative's linear solve
+      has the same budget of products.
+    - `throw`: raise on failure (default) or report it.
+    """
+
+    fn: Callable[..., Any]
+    solver: AbstractFixedPointSolver = Anderson()
+    adjoint: AbstractAdjoint = Implicit()
+    rtol: float = eqx.field(default=1e-6, static=True, converter=float)
+    atol: float = eqx.field(default=0.0, static=True, converter=float)
+    max_steps: int = eqx.field(default=256, static=True)
+    throw: bool = eqx.field(default=True, static=True)
+
+    def __check_init__(self):
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"FixedPoint: {name} must be finite and >= 0, got {value}.")
+        if self.rtol == 0 and self.atol == 0:
+            raise ValueError("FixedPoint: rtol and atol cannot both be 0.")
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or (
+            self.max_steps < 1
+        ):
+            raise ValueError(f"FixedPoint: max_steps must be an int >= 1, got {self.max_steps!r}.")
+        if not callable(self.fn):
+            raise TypeError(f"FixedPoint: fn must be callable, got {type(self.fn).__name__}.")
+        if not isinstance(self.solver, AbstractFixedPointSolver):
+            raise TypeError("FixedPoint: solver must be a cakejax solver (cj.Anderson(), "
+                            f"cj.Picard(), cj.Newton()), got {type(self.solver).__name__}.")
+        if not isinstance(self.adjoint, AbstractAdjoint):
+            raise TypeError("FixedPoint: adjoint must be cj.Implicit(), cj.JacobianFree() or "
+                            f"cj.Phantom(), got {type(self.adjoint).__name__}.")
+
+    def _config(self) -> Config:
+        return Config(self.solver, self.adjoint, self.rtol, self.atol, self.max_steps,
+                      self.throw)
+
+    def _check_state(self, x0) -> None:
+        leaves = jax.tree_util.tree_leaves(x0)
+        if not leaves or not all(jnp.issubdtype(jnp.result_type(a), jnp.floating)
+                                 for a in leaves):
+            raise TypeError(
+                "FixedPoint: the state x0 must be a floating array or a PyTree of them, got "
+                f"{jax.tree_util.tree_map(lambda a: jnp.result_type(a).name, x0)}."
+            )
+        shape_in = _describe(jax.eval_shape(lambda x: x, x0))
+        shape_out = _describe(eqx.filter_eval_shape(self.fn, x0))
+        if shape_in != shape_out:
+            raise TypeError(
+                "FixedPoint: fn must map the state to a state of the same structure, shapes "
+                f"and dtypes; x0 is {shape_in} but fn(x0) is {shape_out}."
+            )
+
+    def solve(
+        self,
+        x0: PyTree[Float[Array, "..."]] | float,
+        cotangent: PyTree[Float[Array, "..."]] | None = None,
+    ) -> FixedPointSolution:
+        r"""Solves from `x0`; returns a `FixedPointSolution`.
+
+        **Arguments:**
+
+        - `x0`: the initial state.
+        - `cotangent`: optional, a PyTree like the state. If given, the reverse-mode system
+          $(I - \partial f/\partial x)^\top u = c$ at $x^\star$ is solved as `adjoint` would in
+          `jax.grad`, and its iterations and residual are reported.
+        """
+        x0 = jax.tree_util.tree_map(jnp.asarray, x0)
+        self._check_state(x0)
+        fn = _close_over_tracers(self.fn, x0)
+        value, residual, steps, code = _compiled_fixed_point(fn, x0, self._config())
+        solution = FixedPointSolution(value, residual, steps, result_from_code(code))
+        if cotangent is None:
+            return solution
+        return self._backward(fn, solution, cotangent)
+
+    def _backward(self, fn, solution: FixedPointSolution, cotangent) -> FixedPointSolution:
+        flat_x, unravel = ravel_pytree(solution.value)
+        flat_c, _ = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, cotangent))
+        if flat_c.shape != flat_x.shape or flat_c.dtype != flat_x.dtype:
+            raise TypeError(
+                "FixedPoint.solve: cotangent must have the structure, shapes and dtypes of the "
+                f"state {_describe(solution.value)}, got {_describe(cotangent)}."
+            )
+        _, vjp = jax.vjp(lambda x: ravel_pytree(fn(unravel(x)))[0], flat_x)
+        backward = self.adjoint.transpose(lambda u: vjp(u)[0], flat_c, rtol=self.rtol,
+                                          max_steps=self.max_steps)
+        result = FixedPointResult.where(
+            converged(solution.result) & ~backward.ok, FixedPointResult.singular,
+            solution.result,
+        )
+        if self.throw:
+            residual = FixedPointResult.singular.error_if(backward.residual, ~backward.ok)
+        else:
+            residual = backward.residual
+        return FixedPointSolution(solution.value, solution.residual, solution.steps, result,
+                                  backward.steps, residual)
+
+    def __call__(self, x0: PyTree[Float[Array, "..."]] | float) -> PyTree[Float[Array, "..."]]:
+        """**Arguments:** `x0`, the initial state. **Returns:** the fixed point $x^\\star$."""
+        return self.solve(x0).value

@@ -1,0 +1,33 @@
+"""The interface every forward solver implements; the loop around it is in `_loop.py`."""
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+from jaxtyping import Array, Float
+
+
+Vector = Float[Array, " n"]
+
+
+class AbstractFixedPointSolver(eqx.Module):
+    r"""A forward solver for $x = f(x)$ on a flat state vector.
+
+    A solver only proposes the next iterate; the shared loop (`_loop.iterate`) evaluates
+    $f$ there, measures the residual $f(x) - x$, and decides convergence, stalls, cycles and
+    divergence the same way for every solver. Subclasses implement:
+
+    - `init(f, x, fx)`: the solver's own state, given $x_0$ and $f(x_0)$;
+    - `step(f, x, fx, state)`: the next iterate and the new state.
+    """
+
+    @abc.abstractmethod
+    def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> Any:
+        """The solver's state at $x_0$."""
+
+    @abc.abstractmethod
+    def step(
+        self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: Any
+    ) -> tuple[Vector, Any]:
+        """The next iterate, and the solver's new state."""
