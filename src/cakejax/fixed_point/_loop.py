@@ -16,8 +16,11 @@ of size $10^{-12}$ and one of size $10^{12}$ are solved to the same relative acc
 sizes involved; a tolerance below that cannot be met. When the smallest residual seen has not
 improved for `PATIENCE` steps and is at most `FLOOR_ULPS` epsilons of the scale, the solve ends
 `floating_point_floor` (converged as far as the dtype allows), returning the iterate of
-smallest residual. A stall above that level is a failure: a two-cycle
-($x_{k+1} = x_{k-1} \ne x_k$) is `oscillating`, anything else `diverged`.
+smallest residual. A two-cycle ($x_{k+1} = x_{k-1} \ne x_k$, no improvement for `PATIENCE`
+steps) ends `oscillating`. Nothing else stops the loop early: a residual that grows for a while
+(in the max norm, a non-normal Jacobian can do that for many steps) may still converge. Out of
+steps, the solve is `max_steps_reached` if it has made progress and is still shrinking the
+residual, `diverged` otherwise (and at once on a non-finite iterate).
 """
 
 from collections.abc import Callable
@@ -100,9 +103,20 @@ def iterate(
     def finite(c: _Carry):
         return jnp.all(jnp.isfinite(c.x)) & jnp.all(jnp.isfinite(c.fx))
 
+    def at_floor(c: _Carry):
+        size = jnp.maximum(_max(c.best_x), reference)
+        return (c.since_best >= PATIENCE) & (c.best_residual <= floor(size))
+
+    def cycling(c: _Carry):
+        size = scale(c.x)
+        two_cycle = (_max(c.x - c.x_prev2) <= floor(size)) & (_max(c.x - c.x_prev) > floor(size))
+        return (c.since_best >= PATIENCE) & two_cycle
+
     def cond(c: _Carry):
-        stalled = c.since_best >= PATIENCE
-        return (c.k < max_steps) & ~converged(c) & finite(c) & ~stalled
+        # Only a floor stall or a two-cycle ends the loop early: a residual that grows for a
+        # while (transient growth of a non-normal Jacobian in the max norm) may still converge.
+        stop = converged(c) | ~finite(c) | at_floor(c) | cycling(c)
+        return (c.k < max_steps) & ~stop
 
     def body(c: _Carry):
         x_new, state = solver.step(f, c.x, c.fx, c.state)
@@ -141,22 +155,12 @@ def iterate(
 
     done = converged(c)
     residual = _max(c.fx - c.x)
-    size = scale(c.x)
-    stalled = c.since_best >= PATIENCE
-    at_floor = stalled & (c.best_residual <= floor(jnp.maximum(_max(c.best_x), reference)))
-    step = _max(c.x - c.x_prev)
-    cycle = (_max(c.x - c.x_prev2) <= floor(size)) & (step > floor(size))
-    shrinking = residual < c.residual_prev
+    progressing = (residual < c.residual_prev) & (c.best_residual < residual0)
     failure = FixedPointResult.where(
-        cycle,
-        FixedPointResult.oscillating,
-        FixedPointResult.where(
-            ~stalled & shrinking, FixedPointResult.max_steps_reached, FixedPointResult.diverged
-        ),
+        progressing, FixedPointResult.max_steps_reached, FixedPointResult.diverged
     )
-    failure = FixedPointResult.where(
-        finite(c) & at_floor, FixedPointResult.floating_point_floor, failure
-    )
+    failure = FixedPointResult.where(cycling(c), FixedPointResult.oscillating, failure)
+    failure = FixedPointResult.where(at_floor(c), FixedPointResult.floating_point_floor, failure)
     failure = FixedPointResult.where(finite(c), failure, FixedPointResult.diverged)
     result = FixedPointResult.where(done, FixedPointResult.successful, failure)
     value = jnp.where(done, c.x, c.best_x)

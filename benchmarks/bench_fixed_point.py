@@ -1,0 +1,247 @@
+"""FixedPoint at users' scales: forward + gradient through x* = tanh(W x* + U θ) for weak and
+strong contractions against optimistix, solver step counts, and a deep-equilibrium classifier
+on scikit-learn's digits trained with optax against the same model on optimistix."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+import optax
+import optimistix as optx
+
+import cakejax as cj
+
+from ._common import BACKENDS, compile_fresh, compiled, put, run, Suite, warm
+from ._problems import tanh_contraction, TanhCell
+
+
+UNROLLED_STEPS = 48  # enough for ρ = 0.5 to reach float32 precision
+RHOS = [0.5, 0.9, 0.99, 0.999]
+PEER_MAX_STEPS = 100_000  # optimistix's Picard iteration needs thousands of steps at ρ → 1
+
+
+def fixed_point_loss(method: str, n: int, rho: float):
+    """The loss sum(x*²) of the fixed point of x ↦ tanh(W x + U θ) (W symmetric, spectral
+    radius ρ), as a function of θ, by one of the methods compared."""
+    W, U, theta = tanh_contraction(n, rho)
+    x0 = jnp.zeros(n)
+
+    def cell(t):
+        return TanhCell(W, U, t)
+
+    if method.startswith("cakejax"):
+        solver = cj.Picard() if method == "cakejax Picard" else cj.Anderson()
+        max_steps = PEER_MAX_STEPS if method == "cakejax Picard" else 256
+
+        def solve(t):
+            return cj.FixedPoint(cell(t), solver=solver, max_steps=max_steps)(x0)
+    elif method == "unrolled":
+        def solve(t):
+            step = cell(t)
+            return jax.lax.fori_loop(0, UNROLLED_STEPS, lambda _, x: step(x), x0)
+    else:
+        linear_solver = lx.GMRES(rtol=1e-6, atol=1e-6) if method == "optimistix+GMRES" else (
+            lx.AutoLinearSolver(well_posed=None))
+
+        def solve(t):
+            step = cell(t)
+            sol = optx.fixed_point(lambda x, _: step(x), optx.FixedPointIteration(1e-6, 1e-6),
+                                   x0, adjoint=optx.ImplicitAdjoint(linear_solver),
+                                   max_steps=PEER_MAX_STEPS)
+            return sol.value
+
+    return (lambda t: jnp.sum(solve(t) ** 2)), theta
+
+
+FIXED_POINT_METHODS = ["cakejax", "cakejax Picard", "unrolled", "optimistix",
+                       "optimistix+GMRES"]
+
+
+class FixedPointGradient(Suite):
+    """Forward solve + gradient of a loss through x* = tanh(W x* + U θ): cakejax's defaults
+    (Anderson, implicit GMRES) and Picard, an unrolled loop (exact only at ρ = 0.5),
+    optimistix's Picard iteration with its default ImplicitAdjoint (dense Jacobian, LU) and
+    with lineax's GMRES. A failed solve raises in setup, shown by asv as a failure."""
+
+    params = (FIXED_POINT_METHODS, [1000], RHOS, list(BACKENDS))
+    param_names = ("method", "n", "rho", "backend")
+
+    def setup(self, method, n, rho, backend):
+        if method == "unrolled" and rho != 0.5:
+            raise NotImplementedError("48 unrolled steps do not converge at this ρ")
+        # Built once per process: the problem's eigendecomposition must not leak into samples.
+        loss, theta = compiled(("fp-problem", method, n, rho),
+                               lambda: fixed_point_loss(method, n, rho))
+        self.fn = jax.value_and_grad(loss)
+        self.args = (put(backend, theta),)
+        self.params_key = (method, n, rho, backend)
+        self.jitted = compiled(("fp",) + self.params_key, lambda: warm(self.fn, *self.args))
+
+    def time_value_and_grad(self, method, n, rho, backend):
+        run(self.jitted, *self.args)
+
+    def time_compile(self, method, n, rho, backend):
+        compile_fresh(self.fn, *self.args)
+
+    time_compile.number = 1
+    time_compile.repeat = (2, 3, 20.0)
+
+
+class ForwardSteps(Suite):
+    """Forward iterations to rtol = 1e-6 (deterministic): Anderson against Picard."""
+
+    params = (["Anderson", "Picard"], [1000], RHOS)
+    param_names = ("solver", "n", "rho")
+
+    def setup(self, solver, n, rho):
+        cell = TanhCell(*tanh_contraction(n, rho))
+        fp = cj.FixedPoint(cell, solver=cj.Anderson() if solver == "Anderson" else cj.Picard(),
+                           max_steps=PEER_MAX_STEPS)
+        self.steps = float(fp.solve(jnp.zeros(n)).steps)
+
+    def track_steps(self, solver, n, rho):
+        return self.steps
+
+    track_steps.unit = "steps"
+
+
+class Dough(Suite):
+    """The course's scalar fixed point: cakejax's implicit gradient vs differentiating 64
+    unrolled steps of the loop (the course's alternative)."""
+
+    params = (["cakejax", "unrolled"], list(BACKENDS))
+    param_names = ("method", "backend")
+
+    def setup(self, method, backend):
+        from . import course_baseline as course
+
+        if method == "cakejax":
+            def f(p):
+                return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]))(0.0)
+        else:
+            def f(p):
+                return course.find_final_dough_maturity_unrolled((p[0], p[1]), 0.0, 64)
+        self.args = (put(backend, jnp.asarray([0.75, 10.0])),)
+        self.jitted = compiled(("dough", method, backend), lambda: warm(jax.grad(f), *self.args))
+
+    def time_grad(self, method, backend):
+        run(self.jitted, *self.args)
+
+
+# --- a deep-equilibrium classifier on scikit-learn's bundled digits -------------------------
+
+HIDDEN = 64
+TRAIN_STEPS = 200
+BATCH = 128
+
+
+class DigitsDEQ(eqx.Module):
+    """z* = tanh(Ŵ z* + U x + c), logits = V z* + d with Ŵ = 0.9 W / ‖W‖_F (spectral norm at
+    most 0.9, so the map contracts whatever training does to W: unnormalised, adam makes it
+    expansive within 100 steps and some examples have no attracting fixed point); the fixed
+    point by cakejax's defaults or by optimistix (Picard iteration, default ImplicitAdjoint)."""
+
+    W: jax.Array
+    U: jax.Array
+    c: jax.Array
+    V: jax.Array
+    d: jax.Array
+    impl: str = eqx.field(static=True)
+
+    def __call__(self, x):
+        u = self.U @ x + self.c
+        W = 0.9 * self.W / jnp.linalg.norm(self.W)
+        z0 = jnp.zeros(self.W.shape[0], x.dtype)
+        if self.impl == "cakejax":
+            cell = eqx.Partial(lambda z, W, u: jnp.tanh(W @ z + u), W=W, u=u)
+            z = cj.FixedPoint(cell)(z0)
+        else:
+            z = optx.fixed_point(lambda z, args: jnp.tanh(args[0] @ z + args[1]),
+                                 optx.FixedPointIteration(1e-6, 1e-6), z0, args=(W, u),
+                                 max_steps=PEER_MAX_STEPS).value
+        return self.V @ z + self.d
+
+
+def digits():
+    """scikit-learn's bundled 8x8 digits (no download), scaled to [0, 1], split 80/20."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int32)
+    order = np.random.default_rng(0).permutation(len(y))
+    x, y = x[order], y[order]
+    cut = int(0.8 * len(y))
+    return (jnp.asarray(x[:cut]), jnp.asarray(y[:cut])), (jnp.asarray(x[cut:]),
+                                                          jnp.asarray(y[cut:]))
+
+
+def init_deq(impl: str) -> DigitsDEQ:
+    kw, ku, kv = jax.random.split(jax.random.key(0), 3)
+    W = jax.random.normal(kw, (HIDDEN, HIDDEN))
+    return DigitsDEQ(0.5 * W / jnp.linalg.norm(W, 2), jax.random.normal(ku, (HIDDEN, 64)) / 8,
+                     jnp.zeros(HIDDEN), jax.random.normal(kv, (10, HIDDEN)) / 8,
+                     jnp.zeros(10), impl)
+
+
+def train_step_fn(tx):
+    def loss(model, x, y):
+        logits = jax.vmap(model)(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def step(model, opt_state, x, y):
+        value, grads = eqx.filter_value_and_grad(loss)(model, x, y)
+        updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, value
+
+    return step
+
+
+def train(impl: str):
+    """TRAIN_STEPS adam steps on minibatches; returns the model, the jitted step and data."""
+    (x, y), test = digits()
+    model = init_deq(impl)
+    tx = optax.adam(3e-3)
+    opt_state = tx.init(eqx.filter(model, eqx.is_array))
+    step = eqx.filter_jit(train_step_fn(tx))
+    key = jax.random.key(1)
+    for _ in range(TRAIN_STEPS):
+        key, sub = jax.random.split(key)
+        idx = jax.random.choice(sub, len(y), (BATCH,), replace=False)
+        model, opt_state, _ = step(model, opt_state, x[idx], y[idx])
+    return model, opt_state, step, (x[:BATCH], y[:BATCH]), test
+
+
+def accuracy(model, test) -> float:
+    x, y = test
+    return float(jnp.mean(jnp.argmax(jax.vmap(model)(x), axis=1) == y))
+
+
+class DEQDigits(Suite):
+    """A deep-equilibrium classifier (64 hidden units) on digits: a train step (compiled,
+    steady state), its compile time, and the test accuracy after 200 adam steps."""
+
+    params = (["cakejax", "optimistix"],)
+    param_names = ("impl",)
+    timeout = 600
+
+    def setup(self, impl):
+        self.model, self.opt_state, self.step, self.batch, self.test = compiled(
+            ("deq", impl), lambda: train(impl))
+
+    def time_train_step(self, impl):
+        jax.block_until_ready(self.step(self.model, self.opt_state, *self.batch))
+
+    def time_compile_train_step(self, impl):
+        jax.clear_caches()
+        tx = optax.adam(3e-3)
+        eqx.filter_jit(train_step_fn(tx)).lower(self.model, self.opt_state, *self.batch).compile()
+
+    time_compile_train_step.number = 1
+    time_compile_train_step.repeat = (2, 3, 20.0)
+
+    def track_test_accuracy(self, impl):
+        return accuracy(self.model, self.test)
+
+    track_test_accuracy.unit = "fraction"
