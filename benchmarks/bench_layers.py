@@ -5,9 +5,8 @@ import jax.numpy as jnp
 
 import cakejax as cj
 
-from . import course_baseline as course
 from . import _common
-from ._common import BACKENDS, Suite, compiled, put, run, warm
+from ._common import BACKENDS, compiled, put, run, warm
 from ._problems import CAKE
 
 
@@ -47,25 +46,4 @@ class Clip(_common._CostTracks):
         self.jitted = compiled(("clip",) + self.params_key, lambda: warm(self.fn, *self.args))
 
     def time_steady_state(self, impl, transform, backend):
-        run(self.jitted, *self.args)
-
-
-class DoughMaturity(Suite):
-    """The course's scalar fixed point: cakejax's implicit gradient vs the course's unrolled
-    alternative (differentiating 64 steps of the loop)."""
-
-    params = (["cakejax", "unrolled"], list(BACKENDS))
-    param_names = ("method", "backend")
-
-    def setup(self, method, backend):
-        if method == "cakejax":
-            def f(p):
-                return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]))(0.0)
-        else:
-            def f(p):
-                return course.find_final_dough_maturity_unrolled((p[0], p[1]), 0.0, 64)
-        self.args = (put(backend, jnp.asarray([0.75, 10.0])),)
-        self.jitted = compiled(("dough", method, backend), lambda: warm(jax.grad(f), *self.args))
-
-    def time_grad(self, method, backend):
         run(self.jitted, *self.args)
