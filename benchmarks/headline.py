@@ -1,5 +1,7 @@
 """`python -m benchmarks.headline`: the README's table of headline ratios, computed from the
-asv results of one machine (the newest run there), never typed by hand.
+asv results of one machine, never typed by hand. Each benchmark is read from the newest run
+that measured it (a run of part of the suite, `asv run --bench ...`, updates only its rows),
+and the caption names the commits the rows come from.
 
 `--write-readme` replaces the table between the `<!-- headline -->` markers of README.md.
 """
@@ -25,8 +27,45 @@ def _ratio(label, benchmark, numerator, denominator, target=None, **common):
 
 _AGAINST = "bench_baseline.AgainstCourse."
 _CAKEJAX, _COURSE = {"impl": "cakejax"}, {"impl": "course"}
-_FIXED_POINT = "bench_layers.FixedPointGradient."
+_FIXED_POINT = "bench_fixed_point.FixedPointGradient."
 _OURS = {"method": "cakejax"}
+_DEQ = "bench_fixed_point.DEQDigits."
+
+
+def _fixed_point_rows():
+    rows = []
+    for rho in (0.9, 0.99, 0.999):
+        rows.append(_ratio(f"FixedPoint forward + gradient, n = 1000, ρ = {rho}: cakejax / "
+                           "optimistix + GMRES", _FIXED_POINT + "time_value_and_grad", _OURS,
+                           {"method": "optimistix+GMRES"}, ("<=", 0.5), n=1000, rho=rho))
+    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9: optimistix (default "
+                       "ImplicitAdjoint) / cakejax", _FIXED_POINT + "time_value_and_grad",
+                       {"method": "optimistix"}, _OURS, (">=", 10.0), n=1000, rho=0.9))
+    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9: cakejax Picard / "
+                       "cakejax (Anderson)", _FIXED_POINT + "time_value_and_grad",
+                       {"method": "cakejax Picard"}, _OURS, n=1000, rho=0.9))
+    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.5: unrolled loop / "
+                       "cakejax", _FIXED_POINT + "time_value_and_grad", {"method": "unrolled"},
+                       _OURS, n=1000, rho=0.5))
+    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9, compile time: "
+                       "cakejax / optimistix", _FIXED_POINT + "time_compile", _OURS,
+                       {"method": "optimistix"}, ("<=", 1.0), n=1000, rho=0.9))
+    rows.append(_ratio("FixedPoint forward steps, n = 1000, ρ = 0.99 (deterministic): Anderson "
+                       "/ Picard", "bench_fixed_point.ForwardSteps.track_steps",
+                       {"solver": "Anderson"}, {"solver": "Picard"}, ("<=", 0.2), n=1000,
+                       rho=0.99))
+    for impl in ("cakejax", "cakejax dense"):
+        rows.append(_ratio(f"DEQ on digits, train step: {impl} / optimistix",
+                           _DEQ + "time_train_step", {"impl": impl}, {"impl": "optimistix"},
+                           ("<=", 0.5)))
+    rows.append(_ratio("DEQ on digits, train step compile time: cakejax dense / optimistix",
+                       _DEQ + "time_compile_train_step", {"impl": "cakejax dense"},
+                       {"impl": "optimistix"}, ("<=", 1.0)))
+    rows.append(_ratio("DEQ on digits, test accuracy after 200 steps: cakejax / optimistix",
+                       _DEQ + "track_test_accuracy", {"impl": "cakejax"},
+                       {"impl": "optimistix"}, (">=", 0.99)))
+    return rows
+
 
 RATIOS = [
     _ratio("Deliciousness, jitted, model closed over: cakejax / course",
@@ -60,16 +99,7 @@ RATIOS = [
     _ratio("Deliciousness forward, XLA flops (deterministic): with / without GradientClip",
            "bench_layers.Clip.track_flops", {"impl": "with GradientClip"}, {"impl": "without"},
            ("<=", 1.0), transform="forward"),
-    _ratio("FixedPoint gradient, n = 1000: optimistix (default ImplicitAdjoint) / cakejax",
-           _FIXED_POINT + "time_grad", {"method": "optimistix"}, _OURS, (">=", 5.0), n=1000),
-    _ratio("FixedPoint gradient, n = 1000: optimistix + GMRES / cakejax",
-           _FIXED_POINT + "time_grad", {"method": "optimistix+GMRES"}, _OURS, (">=", 1.0),
-           n=1000),
-    _ratio("FixedPoint gradient, n = 1000: unrolled loop / cakejax",
-           _FIXED_POINT + "time_grad", {"method": "unrolled"}, _OURS, n=1000),
-    _ratio("FixedPoint gradient, n = 1000, compile time: cakejax / optimistix",
-           _FIXED_POINT + "time_compile_grad", _OURS, {"method": "optimistix"}, ("<=", 1.0),
-           n=1000),
+    *_fixed_point_rows(),
     _ratio("hvp / grad, d = 4096", "bench_scaling.HvpVsGrad.time_steady_state",
            {"method": "hvp"}, {"method": "grad"}, ("<=", 1.5), d=4096),
     _ratio("full Hessian, d = 1024: jax.hessian / vmap(hvp)",
@@ -85,35 +115,40 @@ RATIOS = [
 
 
 class Results:
-    """One asv results file, read with the parameter names from `benchmarks.json`."""
+    """The asv results of one machine, read with the parameter names from `benchmarks.json`;
+    each benchmark from the newest run that has it."""
 
     def __init__(self, results_dir: pathlib.Path, machine: str):
         runs = [p for p in (results_dir / machine).glob("*.json") if p.name != "machine.json"]
         if not runs:
             raise SystemExit(f"no asv results for machine {machine!r} in {results_dir}")
-        self.data = max((json.loads(p.read_text()) for p in runs), key=lambda d: d["date"])
+        self.runs = sorted((json.loads(p.read_text()) for p in runs), key=lambda d: d["date"],
+                           reverse=True)
         self.names = {name: bench.get("param_names", [])
                       for name, bench in json.loads((results_dir / "benchmarks.json")
                                                     .read_text()).items() if name != "version"}
         self.machine = json.loads((results_dir / machine / "machine.json").read_text())
+        self.commits: set[str] = set()
 
     def get(self, benchmark: str, params: dict, backend: str) -> float | None:
         """The result at `params` on `backend`. A benchmark without a backend parameter (the
         cold start, always on CPU) counts as a CPU result."""
-        entry = self.data["results"].get(benchmark)
         if "backend" in self.names.get(benchmark, []):
             params = {**params, "backend": backend}
         elif backend != "cpu":
             return None
-        if entry is None:
+        run = next((r for r in self.runs if benchmark in r["results"]), None)
+        if run is None or benchmark not in self.names:
             return None
-        columns = self.data["result_columns"]
+        entry = run["results"][benchmark]
+        columns = run["result_columns"]
         values = entry[columns.index("result")]
         grid = entry[columns.index("params")]
         wanted = [repr(params[name]) if isinstance(params[name], str) else str(params[name])
                   for name in self.names[benchmark]]
         for combo, value in zip(itertools.product(*grid), values or []):
             if list(combo) == wanted:
+                self.commits.add(run["commit_hash"][:8])
                 return value if value is not None and not math.isnan(value) else None
         return None
 
@@ -148,9 +183,9 @@ def caption(results: Results) -> str:
     packages = ("jax", "jaxlib", "equinox", "jaxtyping", "beartype", "optimistix", "lineax")
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in packages)
     return (f"Measured on `{m.get('machine')}` ({m.get('cpu', '?')}, {m.get('num_cpu', '?')} "
-            f"cores, {m.get('ram', '?')} RAM, {m.get('os', '?')}) at commit "
-            f"{results.data['commit_hash'][:8]}, Python {platform.python_version()}, "
-            f"{versions}.")
+            f"cores, {m.get('ram', '?')} RAM, {m.get('os', '?')}) at commits "
+            f"{', '.join(sorted(results.commits))} (each row from the newest run that measured "
+            f"it), Python {platform.python_version()}, {versions}.")
 
 
 def main(argv=None) -> int:
@@ -160,7 +195,8 @@ def main(argv=None) -> int:
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
     results = Results(args.results, args.machine)
-    text = f"{caption(results)}\n\n{table(results)}"
+    rows = table(results)  # first: it records which runs the rows come from
+    text = f"{caption(results)}\n\n{rows}"
     if args.write_readme:
         readme = ROOT / "README.md"
         before, rest = readme.read_text().split("<!-- headline -->\n", 1)

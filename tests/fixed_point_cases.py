@@ -23,7 +23,8 @@ def analytic(a, b):
 
 SOLVERS = {"Anderson": cj.Anderson(), "Picard": cj.Picard(), "Picard(0.5)": cj.Picard(0.5),
            "Newton": cj.Newton()}
-EXACT_ADJOINTS = {"gmres": cj.Implicit(), "neumann": cj.Implicit("neumann")}
+EXACT_ADJOINTS = {"gmres": cj.Implicit(), "neumann": cj.Implicit("neumann"),
+                  "dense": cj.Implicit("dense")}
 #: float64 settings for float64 accuracy.
 TIGHT = {"rtol": 1e-12, "max_steps": 4000}
 

@@ -48,8 +48,16 @@ def _cases():
                 yield pytest.param(cls, methods, combo, id=f"{name}.{cls_name}{list(combo)}")
 
 
+@pytest.fixture
+def few_training_steps(monkeypatch):
+    """The DEQ benchmark at its smallest size too: a few adam steps, not 200."""
+    from benchmarks import bench_fixed_point
+
+    monkeypatch.setattr(bench_fixed_point, "TRAIN_STEPS", 3)
+
+
 @pytest.mark.parametrize("cls, methods, params", list(_cases()))
-def test_benchmark_runs_once(cls, methods, params):
+def test_benchmark_runs_once(cls, methods, params, few_training_steps):
     bench = cls()
     try:
         bench.setup(*params) if hasattr(bench, "setup") else None

@@ -43,15 +43,21 @@ def _check_transform(f, transform, rtol):
             np.testing.assert_allclose(g, analytic(*q)[1], rtol=rtol)
 
 
-@pytest.mark.parametrize("transform", TRANSFORMS)
-@pytest.mark.parametrize("solver", list(SOLVERS))
+#: The default solver under every transform; the others (which change only the forward solve,
+#: not the derivative rule) under the transforms that exercise the rule in each mode.
+SOLVER_CASES = [("Anderson", t) for t in TRANSFORMS] + [
+    (solver, t) for solver in SOLVERS if solver != "Anderson" for t in ("grad", "jvp", "hessian")]
+ADJOINT_CASES = [(adjoint, t) for adjoint in EXACT_ADJOINTS
+                 for t in ("grad", "jvp", "jacrev", "hessian", "vmap")]
+
+
+@pytest.mark.parametrize("solver, transform", SOLVER_CASES)
 def test_every_solver_under_every_transform(f64, solver, transform):
     f = jax.jit(lambda p: maturity(p, solver=SOLVERS[solver], **TIGHT))
     _check_transform(f, transform, rtol=1e-9)
 
 
-@pytest.mark.parametrize("transform", TRANSFORMS)
-@pytest.mark.parametrize("adjoint", list(EXACT_ADJOINTS))
+@pytest.mark.parametrize("adjoint, transform", ADJOINT_CASES)
 def test_every_exact_adjoint_under_every_transform(f64, adjoint, transform):
     f = jax.jit(lambda p: maturity(p, adjoint=EXACT_ADJOINTS[adjoint], **TIGHT))
     _check_transform(f, transform, rtol=1e-9)
@@ -81,7 +87,7 @@ LOSS_SCALE = st.integers(-12, 12).map(lambda e: 10.0**e)
 
 
 @pytest.mark.parametrize("solver", ["Anderson", "Picard"])
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(scale=LOSS_SCALE, a=st.floats(-0.9, 0.95))
 def test_derivatives_are_scale_invariant(x64, solver, scale, a):
     """Defect 1: the gradient of 1e-7 * m* was 1.75e-7 instead of 4e-7 (the linear solve
@@ -173,13 +179,13 @@ _tight_maturity = jax.jit(lambda p: maturity(p, **TIGHT))
 _default_maturity = jax.jit(maturity)
 
 
-@settings(max_examples=6)
+@settings(max_examples=2)
 @given(a=st.floats(-0.8, 0.8), b=st.floats(-5.0, 5.0))
 def test_check_grads_float64(f64, a, b):
     check_grads(_tight_maturity, (params(a, b),), order=2, modes=("fwd", "rev"))
 
 
-@settings(max_examples=6)
+@settings(max_examples=2)
 @given(a=st.floats(-0.8, 0.8), b=st.floats(0.5, 5.0))
 def test_check_grads_float32(a, b):
     check_grads(_default_maturity, (params(a, b),), order=2, modes=("fwd", "rev"), eps=1e-2,
@@ -272,7 +278,8 @@ class DEQ(eqx.Module):
         return self.v @ z
 
 
-@pytest.mark.parametrize("adjoint", [cj.Implicit(), cj.JacobianFree(), cj.Phantom(3)])
+@pytest.mark.parametrize("adjoint", [cj.Implicit(), cj.Implicit("dense"), cj.Phantom(3)],
+                         ids=["Implicit", "Implicit(dense)", "Phantom(3)"])
 def test_trains_in_the_equinox_optax_loop(adjoint, tmp_path):
     kw, ku, kv, kx = jax.random.split(jax.random.key(0), 4)
     W = jax.random.normal(kw, (16, 16))
@@ -296,7 +303,7 @@ def test_trains_in_the_equinox_optax_loop(adjoint, tmp_path):
 
     first = loss(model)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32 steps
-        for _ in range(60):
+        for _ in range(40):
             model, opt_state, _ = step(model, opt_state)
     assert loss(model) < 0.5 * first
     restored = serialise_roundtrip(model, tmp_path)

@@ -176,8 +176,9 @@ def test_per_element_convergence_under_vmap():
                                                  solver=cj.Picard(), throw=False).solve(0.0))(batch)
     codes = [cj.FixedPointResult.successful, cj.FixedPointResult.oscillating,
              cj.FixedPointResult.successful, cj.FixedPointResult.max_steps_reached]
+    found = jax.tree_util.tree_leaves(solutions.result)[0]
     for i, code in enumerate(codes):
-        assert bool(solutions.result[i] == code)
+        assert int(found[i]) == int(jax.tree_util.tree_leaves(code)[0])
     np.testing.assert_allclose(solutions.value[0], 2.0, rtol=1e-6)
     np.testing.assert_allclose(solutions.value[2], 40.0, rtol=1e-6)
 
@@ -210,15 +211,16 @@ def test_bad_configuration_and_state():
         cj.FixedPoint(fn, rtol=0.0, atol=0.0)
     with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
         cj.FixedPoint(fn, max_steps=0)
-    with pytest.raises(TypeError, match="solver must be a cakejax solver"):
+    # Named by the type check (jaxtyping) or, with CAKEJAX_TYPECHECK=0, by __check_init__.
+    with pytest.raises(TypeError, match="solver"):
         cj.FixedPoint(fn, solver=optx.FixedPointIteration(1e-6, 1e-6))
-    with pytest.raises(TypeError, match="adjoint must be"):
+    with pytest.raises(TypeError, match="adjoint"):
         cj.FixedPoint(fn, adjoint=optx.ImplicitAdjoint())
     with pytest.raises(ValueError, match="history must be an int >= 1"):
         cj.Anderson(history=0)
     with pytest.raises(ValueError, match="damping must be in"):
         cj.Picard(damping=1.5)
-    with pytest.raises(ValueError, match="linear_solver must be"):
+    with pytest.raises((TypeError, ValueError), match="linear_solver"):
         cj.Implicit("cholesky")
     with pytest.raises(ValueError, match="terms must be an int >= 1"):
         cj.Phantom(terms=0)

@@ -37,6 +37,8 @@ LAYERS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "FixedPoint, Newton (a repelling point)": (_fixed_point(solver=cj.Newton()), (1.5, 10.0)),
     "FixedPoint, Implicit('neumann')": (_fixed_point(adjoint=cj.Implicit("neumann")),
                                         (0.75, 10.0)),
+    "FixedPoint, Implicit('dense')": (_fixed_point(adjoint=cj.Implicit("dense")),
+                                      (0.75, 10.0)),
     "FixedPoint, JacobianFree (approximate)": (_fixed_point(adjoint=cj.JacobianFree()),
                                                (0.75, 10.0)),
     "FixedPoint, Phantom (approximate)": (_fixed_point(adjoint=cj.Phantom()), (0.75, 10.0)),

@@ -73,13 +73,13 @@ def _fixed_point_jvp(primals, tangents, *, config: Config):
     options: dict[str, Any] = {"rtol": config.rtol, "max_steps": config.max_steps}
     # With the primal computation (the forward pass of reverse mode), independent of the
     # right-hand side: does the derivative exist here at all?
-    certified = config.adjoint.certify(jvp, flat_x, **options)
+    certified, prepared = config.adjoint.prepare(jvp, flat_x, **options)
     result = result_from_code(code)
     result = FixedPointResult.where(converged(result) & ~certified, FixedPointResult.singular,
                                     result)
     if config.throw:
         flat_x = FixedPointResult.singular.error_if(flat_x, ~certified)
-    t = config.adjoint.tangent(jvp, rhs, throw=config.throw, **options)
+    t = config.adjoint.tangent(prepared, jvp, rhs, throw=config.throw, **options)
     if not config.throw:
         t = t * nan_unless(converged(result), t.dtype)
     primal_out = (unravel(flat_x), residual, steps, result_code(result))
