@@ -163,7 +163,7 @@ def table(results: Results) -> str:
             a = results.get(num_name, num, backend)
             b = results.get(den_name, den, backend)
             if a is None or b is None:
-                cells.append("not measured")
+                cells.append("no peer result" if a is not None else "not measured")
                 continue
             ratio = a / b
             mark = ""
