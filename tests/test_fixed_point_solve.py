@@ -230,3 +230,43 @@ def test_bad_configuration_and_state():
         cj.FixedPoint(lambda x: x)(jnp.asarray(1))
     with pytest.raises(TypeError, match="cotangent must have the structure"):
         cj.FixedPoint(fn).solve(0.0, cotangent=jnp.ones(3))
+
+
+MAPS_WITHOUT_REACHABLE_FIXED_POINTS = {
+    "x^2 + 1 (no real fixed point)": lambda x: x**2 + 1,
+    "exp (no real fixed point)": jnp.exp,
+    "x^3 (repelling from |x| > 1)": lambda x: x**3,
+    "x^2 - 2": lambda x: x**2 - 2,
+}
+
+
+@settings(max_examples=20)
+@given(x0=st.floats(-5.0, 5.0), name=st.sampled_from(list(MAPS_WITHOUT_REACHABLE_FIXED_POINTS)),
+       solver=st.sampled_from(["Anderson", "Picard", "Newton"]))
+def test_a_blow_up_or_a_jump_is_never_reported_converged(x0, name, solver):
+    """Found by trying it as a user: after a jump or a blow-up the secant slope is huge, and
+    the error estimate |r| / |1 - slope| excused any residual (exp from -4 was 'successful'
+    with residual inf). Whatever the outcome, 'successful' means a small true residual."""
+    f = MAPS_WITHOUT_REACHABLE_FIXED_POINTS[name]
+    solution = cj.FixedPoint(f, solver=SOLVERS[solver], throw=False).solve(x0)
+    if bool(solution.result == cj.FixedPointResult.successful):
+        x = float(solution.value)
+        assert abs(float(f(x)) - x) <= 1e-5 * max(1.0, abs(x)), (x, float(f(x)))
+
+
+def test_states_and_cotangents_as_users_write_them():
+    fn = cj.DoughMaturity(0.75, 10.0)
+    np.testing.assert_allclose(cj.FixedPoint(fn)(np.float32(0.0)), 40.0, rtol=1e-6)
+    halve = cj.FixedPoint(lambda s: (s[0] / 2 + 1, s[1] / 2 + 3))
+    np.testing.assert_allclose(halve((0.0, np.zeros(2, np.float32)))[1], [6.0, 6.0], rtol=1e-6)
+    solution = cj.FixedPoint(fn, adjoint=cj.Implicit("dense")).solve(0.0, cotangent=1.0)
+    assert int(solution.backward_steps) == 1 and float(solution.backward_residual) <= 1e-6
+    pair = cj.FixedPoint(lambda s: {"a": s["a"] / 2, "b": s["b"] / 2})
+    with pytest.raises(TypeError, match="cotangent must have the structure"):
+        pair.solve({"a": 1.0, "b": 1.0}, cotangent={"a": 1.0, "c": 1.0})
+
+
+def test_a_neumann_solve_out_of_steps_says_so():
+    with pytest.raises(eqx.EquinoxRuntimeError, match="contracts too weakly for max_steps"):
+        jax.grad(lambda a: cj.FixedPoint(cj.DoughMaturity(a, 10.0),
+                                          adjoint=cj.Implicit("neumann"))(0.0))(0.99)

@@ -96,7 +96,7 @@ class Implicit(AbstractAdjoint):
 
     def _solve(self, product: Product, b: Vector, rtol: float, max_steps: int) -> LinearSolve:
         if self.linear_solver == "dense":
-            return _dense_solve(_factorise(product, b), b)
+            return _dense_solve(product, b)
         return solve_linear(self.linear_solver, lambda t: t - product(t), b, rtol=rtol,
                             max_steps=max_steps, restart=self.restart)
 
@@ -140,9 +140,13 @@ def _well_conditioned(factors) -> Bool[Array, ""]:
     return jnp.all(jnp.isfinite(pivots)) & (jnp.min(pivots) > bound)
 
 
-def _dense_solve(factors, b: Vector) -> LinearSolve:
+def _dense_solve(product: Product, b: Vector) -> LinearSolve:
+    """Factorise and solve once, with the true relative residual recomputed."""
+    factors = _factorise(product, b)
     t = jax.scipy.linalg.lu_solve(factors, b)
-    return LinearSolve(t, jnp.asarray(1), _well_conditioned(factors), jnp.asarray(0, b.dtype))
+    scale = jnp.max(jnp.abs(b), initial=0)
+    residual = jnp.max(jnp.abs(b - (t - product(t))), initial=0) / jnp.where(scale > 0, scale, 1)
+    return LinearSolve(t, jnp.asarray(1), _well_conditioned(factors), residual)
 
 
 def _neumann_terms(product: Product, b: Vector, terms: int) -> Vector:

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
@@ -30,7 +30,8 @@ class FixedPointSolution(eqx.Module):
     - `result`: a `FixedPointResult`.
     - `backward_steps`, `backward_residual`: when `solve` was given a `cotangent` $c$, the
       iterations of the reverse-mode system $(I - \partial f/\partial x)^\top u = c$ as the
-      adjoint solves it, and its true relative residual
+      adjoint solves it (GMRES: restart cycles of `restart` products; Neumann: products;
+      dense: 1, one LU solve; JacobianFree/Phantom: their terms), and its true relative residual
       $\|c - (I - J)^\top u\|_\infty / \|c\|_\infty$ (for an approximate adjoint, how far it
       is from the exact derivative); otherwise `None`.
     """
@@ -64,6 +65,17 @@ def _compiled_fixed_point(fn, x0, config: Config):
     not retraced and recompiled on every call, and its errors arrive as
     `equinox.EquinoxRuntimeError`. Under an outer `jax.jit` it is inlined."""
     return fixed_point(fn, x0, config=config)
+
+
+@eqx.filter_jit
+def _compiled_backward(fn, value, cotangent, config: Config):
+    """The reverse-mode system at x*, as `config.adjoint` solves it in `jax.grad`."""
+    flat_x, unravel = ravel_pytree(value)
+    flat_c, _ = ravel_pytree(cotangent)
+    _, vjp = jax.vjp(lambda x: ravel_pytree(fn(unravel(x)))[0], flat_x)
+    backward = config.adjoint.transpose(lambda u: vjp(u)[0], flat_c, rtol=config.rtol,
+                                        max_steps=config.max_steps)
+    return backward.steps, backward.residual, backward.ok
 
 
 class FixedPoint(eqx.Module):
@@ -156,14 +168,15 @@ class FixedPoint(eqx.Module):
 
     def solve(
         self,
-        x0: PyTree[Float[Array, "..."]] | float,
-        cotangent: PyTree[Float[Array, "..."]] | None = None,
+        x0: PyTree[Float[ArrayLike, "..."]],
+        cotangent: PyTree[Float[ArrayLike, "..."]] | None = None,
     ) -> FixedPointSolution:
         r"""Solves from `x0`; returns a `FixedPointSolution`.
 
         **Arguments:**
 
-        - `x0`: the initial state.
+        - `x0`: the initial state: a floating array (JAX or NumPy), a Python float, or a
+          PyTree of them.
         - `cotangent`: optional, a PyTree like the state. If given, the reverse-mode system
           $(I - \partial f/\partial x)^\top u = c$ at $x^\star$ is solved as `adjoint` would in
           `jax.grad`, and its iterations and residual are reported.
@@ -175,30 +188,22 @@ class FixedPoint(eqx.Module):
         solution = FixedPointSolution(value, residual, steps, result_from_code(code))
         if cotangent is None:
             return solution
-        return self._backward(fn, solution, cotangent)
-
-    def _backward(self, fn, solution: FixedPointSolution, cotangent) -> FixedPointSolution:
-        flat_x, unravel = ravel_pytree(solution.value)
-        flat_c, _ = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, cotangent))
-        if flat_c.shape != flat_x.shape or flat_c.dtype != flat_x.dtype:
+        cotangent = jax.tree_util.tree_map(jnp.asarray, cotangent)
+        if _describe(jax.eval_shape(lambda c: c, cotangent)) != _describe(value) or (
+            jax.tree_util.tree_structure(cotangent) != jax.tree_util.tree_structure(value)
+        ):
             raise TypeError(
                 "FixedPoint.solve: cotangent must have the structure, shapes and dtypes of the "
-                f"state {_describe(solution.value)}, got {_describe(cotangent)}."
+                f"state {_describe(value)}, got {_describe(cotangent)}."
             )
-        _, vjp = jax.vjp(lambda x: ravel_pytree(fn(unravel(x)))[0], flat_x)
-        backward = self.adjoint.transpose(lambda u: vjp(u)[0], flat_c, rtol=self.rtol,
-                                          max_steps=self.max_steps)
+        steps_back, residual_back, ok = _compiled_backward(fn, value, cotangent, self._config())
         result = FixedPointResult.where(
-            converged(solution.result) & ~backward.ok, FixedPointResult.singular,
-            solution.result,
+            converged(solution.result) & ~ok, FixedPointResult.singular, solution.result
         )
         if self.throw:
-            residual = FixedPointResult.singular.error_if(backward.residual, ~backward.ok)
-        else:
-            residual = backward.residual
-        return FixedPointSolution(solution.value, solution.residual, solution.steps, result,
-                                  backward.steps, residual)
+            residual_back = FixedPointResult.singular.error_if(residual_back, ~ok)
+        return FixedPointSolution(value, residual, steps, result, steps_back, residual_back)
 
-    def __call__(self, x0: PyTree[Float[Array, "..."]] | float) -> PyTree[Float[Array, "..."]]:
+    def __call__(self, x0: PyTree[Float[ArrayLike, "..."]]) -> PyTree[Float[Array, "..."]]:
         """**Arguments:** `x0`, the initial state. **Returns:** the fixed point $x^\\star$."""
         return self.solve(x0).value

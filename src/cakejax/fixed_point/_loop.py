@@ -5,10 +5,12 @@ converged, stalled at the floating-point floor, cycles, or diverges.
 $r = f(x) - x$ and the slope of $f$ along the last step,
 $\mu = \langle \Delta f, \Delta x\rangle / \langle \Delta x, \Delta x\rangle$ (a secant estimate
 of $\partial f/\partial x$ where the error lives), the distance to the fixed point is
-$\|x - x^\star\| \approx \|(I - \partial f/\partial x)^{-1} r\| \approx \|r\| / |1 - \mu|$.
+$\|x - x^\star\| \approx \|(I - \partial f/\partial x)^{-1} r\| \approx \|r\| / |1 - \mu|$,
+used only where it is larger than $\|r\|$ ($|1 - \mu| < 1$): a large secant slope, as after a
+jump or a blow-up, never excuses a residual.
 Stopping on $\|r\|$ alone (the Picard step) would leave an error of $\|r\|\,/(1 - \rho)$, a
 hundred times the tolerance at $\rho = 0.99$. The loop stops when
-$\|r\|_\infty / |1 - \mu| \le \tfrac12(\text{atol} + \text{rtol} \cdot s)$ (a safety factor) with the scale
+$\|r\|_\infty / \min(|1 - \mu|, 1) \le \tfrac12(\text{atol} + \text{rtol} \cdot s)$ (a safety factor) with the scale
 $s = \max(\|x\|_\infty, \|f(x_0)\|_\infty)$: relative to the problem's own size, so a state
 of size $10^{-12}$ and one of size $10^{12}$ are solved to the same relative accuracy.
 
@@ -97,8 +99,13 @@ def iterate(
         dx, df = c.x - c.x_prev, c.fx - c.fx_prev
         dd = jnp.vdot(dx, dx)
         slope = jnp.vdot(df, dx) / jnp.where(dd > 0, dd, 1)
-        error = residual <= SAFETY * jnp.abs(1 - slope) * (atol + rtol * scale(c.x))
-        return (residual == 0) | ((c.k >= 1) & (dd > 0) & error)
+        # The slope may only make the estimate larger than the residual (|1 - μ| < 1), never
+        # smaller: far from a fixed point (a jump, a blow-up) the secant slope is huge and
+        # would excuse any residual.
+        gap = jnp.minimum(jnp.abs(1 - slope), 1)
+        error = residual <= SAFETY * gap * (atol + rtol * scale(c.x))
+        ok = (residual == 0) | ((c.k >= 1) & (dd > 0) & error)
+        return ok & jnp.isfinite(residual)
 
     def finite(c: _Carry):
         return jnp.all(jnp.isfinite(c.x)) & jnp.all(jnp.isfinite(c.fx))

@@ -35,8 +35,10 @@ class FixedPointResult(eqx.Enumeration):
     )
     singular = (
         "FixedPoint: the implicit derivative needs a solve with I - dfn/dx at x*, and that "
-        "system could not be solved: I - dfn/dx is singular (the fixed point is not isolated), "
-        "so the derivative of the fixed point does not exist or is not unique."
+        "system could not be solved to rtol within max_steps products: I - dfn/dx is singular "
+        "(the fixed point is not isolated, so its derivative does not exist or is not unique), "
+        "or, with Implicit('neumann'), dfn/dx does not contract or contracts too weakly for "
+        "max_steps (raise max_steps, or use the default Implicit())."
     )
 
 
