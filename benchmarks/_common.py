@@ -2,6 +2,7 @@
 metrics, and the problems the suites time."""
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -91,26 +92,65 @@ class Suite:
         cls.setup = settled_setup
 
 
-class _CostTracks(Suite):
-    """Mixin: `track_` benchmarks of XLA's cost metrics for `self.fn(*self.args)`. These do not
-    move with machine noise, so tight regression thresholds catch what timings cannot."""
+class Timed(Suite):
+    """Steady state of the jitted `self.problem(*params)`, a (function, arguments): compiled
+    and run once in `setup` (cached across asv's samples), then timed with every output
+    blocked on."""
 
-    def _cost(self, metric: str) -> float:
-        key = ("cost", type(self).__name__, self.params_key)
-        return compiled(key, lambda: xla_cost(self.fn, *self.args))[metric]
+    def setup(self, *params):
+        self.fn, self.args = self.problem(*params)
+        self.jitted = compiled((type(self).__name__,) + params,
+                               lambda: warm(self.fn, *self.args))
 
-    def track_flops(self, *params):
-        return self._cost("flops")
+    def time_steady_state(self, *params):
+        run(self.jitted, *self.args)
 
-    def track_bytes_accessed(self, *params):
-        return self._cost("bytes accessed")
 
-    def track_temp_bytes(self, *params):
-        return self._cost("temp bytes")
+def cost_tracks(timed: type) -> type:
+    """A base class of `track_` benchmarks of XLA's cost metrics (flops, bytes accessed,
+    temporary bytes) of `timed.problem(*params)`, the (function, arguments) that the suite
+    `timed` times. These do not move with machine noise, so tight regression thresholds catch
+    what timings cannot.
 
-    track_flops.unit = "flops"
-    track_bytes_accessed.unit = "bytes"
-    track_temp_bytes.unit = "bytes"
+    Each problem is compiled once: asv runs `setup_cache` once per class, in one process, and
+    hands its result to every metric's process (a `track_` that compiled in its own `setup`
+    would compile each problem three times, once per metric). The subclass may narrow
+    `params` (say, to the largest size)."""
+
+    class Costs(Suite):
+        params = timed.params
+        param_names = timed.param_names
+
+        def setup_cache(self):
+            costs = {}
+            for combo in itertools.product(*self.params):
+                try:
+                    fn, args = timed.problem(*combo)
+                except NotImplementedError:
+                    continue
+                costs[combo] = xla_cost(fn, *args)
+            return costs
+
+        setup_cache.timeout = 900
+
+        def setup(self, costs, *params):
+            if params not in costs:
+                raise NotImplementedError(f"no such problem here: {params}")
+
+        def track_flops(self, costs, *params):
+            return costs[params]["flops"]
+
+        def track_bytes_accessed(self, costs, *params):
+            return costs[params]["bytes accessed"]
+
+        def track_temp_bytes(self, costs, *params):
+            return costs[params]["temp bytes"]
+
+        track_flops.unit = "flops"
+        track_bytes_accessed.unit = "bytes"
+        track_temp_bytes.unit = "bytes"
+
+    return Costs
 
 
 def run(fn, *args):

@@ -6,25 +6,20 @@ import jax.numpy as jnp
 
 import cakejax as cj
 
-from . import _common
-from ._common import BACKENDS, Suite, compiled, put, run, warm
+from ._common import BACKENDS, compiled, cost_tracks, put, run, Suite, warm
+from ._common import Timed as _Timed
 from ._problems import like_problem
 
 
-class _LikeScaling(_common._CostTracks):
+class _LikeScaling(_Timed):
     """A scaled like-model suite: `function(method, loss)` is what is timed at the weights."""
 
     param_names = ("method", "d", "backend")
 
-    def setup(self, method, d, backend):
+    @classmethod
+    def problem(cls, method, d, backend):
         loss, w = compiled(("like-problem", d), lambda: like_problem(d))
-        self.fn = self.function(method, loss)
-        self.args = (put(backend, w),)
-        self.params_key = (type(self).__name__, method, d, backend)
-        self.jitted = compiled(self.params_key, lambda: warm(self.fn, *self.args))
-
-    def time_steady_state(self, method, d, backend):
-        run(self.jitted, *self.args)
+        return cls.function(method, loss), (put(backend, w),)
 
 
 class Hessian(_LikeScaling):
@@ -50,6 +45,14 @@ class HvpVsGrad(_LikeScaling):
         if method == "grad":
             return jax.grad(loss)
         return lambda w: cj.hvp(loss, w, jnp.ones_like(w))
+
+
+class HessianCost(cost_tracks(Hessian)):
+    """XLA's cost metrics of `Hessian`."""
+
+
+class HvpVsGradCost(cost_tracks(HvpVsGrad)):
+    """XLA's cost metrics of `HvpVsGrad`."""
 
 
 class PerExample(Suite):

@@ -39,3 +39,102 @@ def find_final_dough_maturity_unrolled(params, initial_maturity, steps):
     the graph by `fori_loop` with a static trip count (reverse mode differentiates it)."""
     a, b = params
     return jax.lax.fori_loop(0, steps, lambda _, x: a * x + b, initial_maturity)
+
+
+def cake_quality_simple(x):
+    return x**3 + 2 * x**2 - 3 * x + 1
+
+
+def calculate_fluffiness(ingredients_vec):
+    butter, eggs, flour, sugar = ingredients_vec
+    return 5 * (eggs / 3.0) - 0.5 * (flour - 2.0) ** 2 + 0.2 * butter
+
+
+def predict_ideal_fluffiness(butter, eggs, flour):
+    return 2.0 + butter * 0.5 + eggs * 1.0 - 0.1 * flour
+
+
+def fluffiness_loss(ingredients_vec):
+    butter, eggs, flour, sugar = ingredients_vec
+    actual_fluff = calculate_fluffiness(ingredients_vec)
+    ideal_target = predict_ideal_fluffiness(butter, eggs, flour)
+    return (actual_fluff - ideal_target) ** 2
+
+
+def sweetness_error(ingredients_vec, target_sweet):
+    actual_sweetness = bake_cake_properties(ingredients_vec)[0]
+    return (actual_sweetness - target_sweet) ** 2
+
+
+def score_from_vibration(z):
+    return jnp.real(z) * 3.0 - jnp.real(z * jnp.conjugate(z))
+
+
+def calculate_flavor_stability(ingredient_potency_x):
+    z_activation = 1.0 + ingredient_potency_x * 1j
+    stability_score = z_activation * jnp.conjugate(z_activation)
+    return jnp.real(stability_score)
+
+
+@jax.custom_jvp
+def yeast_activity(temp):
+    return jnp.log(1.0 + jnp.exp(temp))
+
+
+@yeast_activity.defjvp
+def yeast_activity_jvp(primals, tangents):
+    (temp,) = primals
+    (temp_dot,) = tangents
+    activity = yeast_activity(temp)
+    activity_dot = (1 - 1 / (1 + jnp.exp(temp))) * temp_dot
+    return activity, activity_dot
+
+
+@jax.custom_vjp
+def pass_through_with_butter_limit(ingredient_vec, butter_range):
+    return ingredient_vec
+
+
+def butter_limit_fwd(ingredient_vec, butter_range):
+    return ingredient_vec, butter_range
+
+
+def butter_limit_bwd(residuals, grad_in):
+    butter_grad = grad_in[0]
+    clipped_butter_grad = jnp.clip(butter_grad, -residuals, residuals)
+    return (grad_in.at[0].set(clipped_butter_grad), None)
+
+
+pass_through_with_butter_limit.defvjp(butter_limit_fwd, butter_limit_bwd)
+
+
+def score_with_butter_limit(ingredient_vec):
+    adjusted_for_grad = pass_through_with_butter_limit(ingredient_vec, 0.1)
+    return deliciousness_score(adjusted_for_grad)
+
+
+@jax.custom_vjp
+def find_final_dough_maturity(params, initial_maturity, tol=1e-6):
+    a_retention, b_boost = params
+    update = lambda x: a_retention * x + b_boost  # noqa: E731
+    state = (initial_maturity, update(initial_maturity))
+    maturity_star = jax.lax.while_loop(lambda s: jnp.abs(s[0] - s[1]) > tol,
+                                       lambda s: (s[1], update(s[1])), state)[1]
+    return maturity_star
+
+
+def maturity_fwd(params, initial_maturity, tol=1e-6):
+    maturity_star = find_final_dough_maturity(params, initial_maturity, tol)
+    return maturity_star, (params, maturity_star)
+
+
+def maturity_bwd(residuals, maturity_star_bar):
+    params, maturity_star = residuals
+    a_retention, b_boost = params
+    w = maturity_star_bar / (1.0 - a_retention + 1e-8)
+    a_grad = w * maturity_star
+    b_grad = w
+    return ((a_grad, b_grad), None, None)
+
+
+find_final_dough_maturity.defvjp(maturity_fwd, maturity_bwd)

@@ -1,0 +1,152 @@
+"""Every course model against the course's hand-written function, at the batch sizes users run:
+value, gradient and Hessian of one cake's score, `jax.vmap`-ed over N cakes (N = 1 is the
+plain single call), jitted, with the cakejax model closed over or passed as a jit argument,
+and the domain checks on. The XLA cost metrics (flops, bytes, temporary bytes) of the same
+programs at N = 10⁶ are in `BatchCost`, compiled once per problem."""
+
+import typing
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+import cakejax as cj
+
+from . import course_baseline as course
+from ._common import BACKENDS, cost_tracks, put
+from ._common import Timed as _Timed
+
+
+class Problem(typing.NamedTuple):
+    """One model: `course(x, *data)` and `cakejax(model, x, *data)` are the same scalar function
+    of one cake's input `x`; `sample(key, n)` draws (x, data) for n cakes (leading axis n).
+    With `batched=False` the n cakes are inside the function (a loss over a batch) and `x` is
+    the model's weights."""
+
+    course: typing.Callable
+    cakejax: typing.Callable
+    model: typing.Callable
+    sample: typing.Callable
+    batched: bool = True
+    hessian: bool = True
+
+
+def _uniform(shape):
+    """Amounts drawn uniformly in [0.5, 3]: inside every model's domain."""
+    return lambda key, n: (jax.random.uniform(key, (n, *shape), minval=0.5, maxval=3.0), ())
+
+
+def _with_targets(key, n):
+    kx, kt = jax.random.split(key)
+    x, _ = _uniform((4,))(kx, n)
+    return x, (jax.random.uniform(kt, (n,), minval=9.0, maxval=11.0),)
+
+
+def _features(key, n):
+    kf, kl = jax.random.split(key)
+    return (jnp.asarray([0.3, -0.2, 0.1]),
+            (jax.random.normal(kf, (n, 3)), jax.random.bernoulli(kl, 0.5, (n,))))
+
+
+def _complex(xy):
+    return jax.lax.complex(xy[0], xy[1])
+
+
+_MASK = (True, False, False, False)
+_LIKE_BIAS = 0.5
+
+#: name -> a factory of its Problem (factories, so that importing the suite creates no arrays:
+#: asv's forkserver forks a process per benchmark, safe only before JAX's backend starts).
+PROBLEMS = {
+    "Polynomial": lambda: Problem(course.cake_quality_simple, lambda m, x: m(x),
+                                  cj.Polynomial.cake_quality, _uniform(())),
+    "LikeModel": lambda: Problem(
+        lambda w, f, y: course.calculate_loss(w, _LIKE_BIAS, f, y),
+        lambda m, w, f, y: cj.like_loss(cj.LikeModel(w, m.bias), f, y),
+        lambda: cj.LikeModel(jnp.zeros(3), _LIKE_BIAS), _features, batched=False),
+    "Deliciousness": lambda: Problem(course.deliciousness_score, lambda m, x: m(x),
+                                     cj.Deliciousness, _uniform((4,))),
+    "FluffinessLoss": lambda: Problem(course.fluffiness_loss, lambda m, x: m(x),
+                                      lambda: cj.FluffinessLoss(False), _uniform((4,))),
+    "SweetnessError": lambda: Problem(course.sweetness_error, lambda m, x, t: m(x, t),
+                                      cj.SweetnessError, _with_targets),
+    "VibrationScore": lambda: Problem(lambda xy: course.score_from_vibration(_complex(xy)),
+                                      lambda m, xy: m(_complex(xy)), cj.VibrationScore,
+                                      _uniform((2,))),
+    "FlavorStability": lambda: Problem(course.calculate_flavor_stability, lambda m, x: m(x),
+                                       cj.FlavorStability, _uniform(())),
+    "YeastActivity": lambda: Problem(course.yeast_activity, lambda m, x: m(x),
+                                     cj.YeastActivity, _uniform(())),
+    "GradientClip": lambda: Problem(
+        course.score_with_butter_limit, lambda m, x: m[1](m[0](x)),
+        lambda: (cj.GradientClip(0.1, mask=jnp.asarray(_MASK)), cj.Deliciousness()),
+        _uniform((4,))),
+    # Part 4: the dough's final maturity as a function of (retention, boost), by Picard
+    # iteration in both (the course's loop; cakejax's default Anderson solver does more work per
+    # step, for maps that need it). The course's custom_vjp has no forward mode, so no Hessian
+    # to compare against.
+    "FixedPoint": lambda: Problem(
+        lambda p: course.find_final_dough_maturity((p[0], p[1]), 0.0),
+        lambda m, p: m(p), lambda: _Dough(),
+        lambda key, n: (jnp.stack([jax.random.uniform(key, (n,), minval=0.1, maxval=0.9),
+                                   jnp.full((n,), 10.0)], axis=1), ()), hessian=False),
+}
+
+
+class _Dough(eqx.Module):
+    """The final maturity b/(1-a) found by `cj.FixedPoint` from (a, b), starting at 0."""
+
+    def __call__(self, p):
+        return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]), solver=cj.Picard())(0.0)
+
+
+TRANSFORMS = {"value": lambda f: f, "grad": jax.grad, "hessian": jax.hessian}
+SIZES = [1, 1000, 1000000]
+
+
+def program(name: str, transform: str, n: int, impl: str, mode: str):
+    """(function, arguments) of one benchmark: `transform` of the model's scalar function,
+    vmapped over the n cakes when n > 1, with the cakejax model closed over (`mode="closed"`)
+    or as the function's first argument (`"argument"`)."""
+    problem = PROBLEMS[name]()
+    if transform == "hessian" and not problem.hessian:
+        raise NotImplementedError(f"{name}: the course's custom_vjp has no Hessian")
+    x, data = problem.sample(jax.random.key(0), n)
+    if problem.batched and n == 1:
+        x, data = x[0], tuple(d[0] for d in data)
+    in_axes = 0 if problem.batched and n > 1 else None
+    model = problem.model()
+    score = problem.course if impl == "course" else problem.cakejax
+
+    def per_cake(m, x, *data):
+        f = (lambda x: score(x, *data)) if impl == "course" else (lambda x: score(m, x, *data))
+        return TRANSFORMS[transform](f)(x)
+
+    batched = per_cake if in_axes is None else jax.vmap(
+        per_cake, in_axes=(None,) + (in_axes,) * (1 + len(data)))
+    if mode == "closed" or impl == "course":
+        return (lambda x, *data: batched(model, x, *data)), (x, *data)
+    return batched, (model, x, *data)
+
+
+class Batch(_Timed):
+    """Steady-state time of the jitted program (compile excluded, output blocked on)."""
+
+    params = (list(PROBLEMS), list(TRANSFORMS), SIZES, ["cakejax", "course"],
+              ["closed", "argument"], list(BACKENDS))
+    param_names = ("model", "transform", "n", "impl", "mode", "backend")
+    repeat = (3, 10, 2.0)
+
+    @staticmethod
+    def problem(model, transform, n, impl, mode, backend):
+        if impl == "course" and mode == "argument":
+            raise NotImplementedError("the course's functions take no parameters")
+        fn, args = program(model, transform, n, impl, mode)
+        return fn, put(backend, args)
+
+
+class BatchCost(cost_tracks(Batch)):
+    """XLA's flops, bytes accessed and temporary bytes of the `Batch` programs at N = 10⁶."""
+
+    params = (list(PROBLEMS), list(TRANSFORMS), [1000000], ["cakejax", "course"], ["closed"],
+              list(BACKENDS))
