@@ -2,6 +2,8 @@
 strong contractions against optimistix, solver step counts, and a deep-equilibrium classifier
 on scikit-learn's digits trained with optax against the same model on optimistix."""
 
+import io
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -58,13 +60,12 @@ FIXED_POINT_METHODS = ["cakejax", "cakejax Picard", "unrolled", "optimistix",
                        "optimistix+GMRES"]
 
 
-class FixedPointGradient(Suite):
+class _FixedPointProgram(Suite):
     """Forward solve + gradient of a loss through x* = tanh(W x* + U θ): cakejax's defaults
     (Anderson, implicit GMRES) and Picard, an unrolled loop (exact only at ρ = 0.5),
     optimistix's Picard iteration with its default ImplicitAdjoint (dense Jacobian, LU) and
-    with lineax's GMRES. A failed solve raises in setup, shown by asv as a failure."""
+    with lineax's GMRES."""
 
-    params = (FIXED_POINT_METHODS, [1000], RHOS, list(BACKENDS))
     param_names = ("method", "n", "rho", "backend")
 
     def setup(self, method, n, rho, backend):
@@ -75,11 +76,28 @@ class FixedPointGradient(Suite):
                                lambda: fixed_point_loss(method, n, rho))
         self.fn = jax.value_and_grad(loss)
         self.args = (put(backend, theta),)
-        self.params_key = (method, n, rho, backend)
-        self.jitted = compiled(("fp",) + self.params_key, lambda: warm(self.fn, *self.args))
+
+
+class FixedPointGradient(_FixedPointProgram):
+    """Steady state of the compiled program. A failed solve raises in setup, shown by asv as
+    a failure."""
+
+    params = (FIXED_POINT_METHODS, [1000], RHOS, list(BACKENDS))
+
+    def setup(self, method, n, rho, backend):
+        super().setup(method, n, rho, backend)
+        self.jitted = compiled(("fp", method, n, rho, backend),
+                               lambda: warm(self.fn, *self.args))
 
     def time_value_and_grad(self, method, n, rho, backend):
         run(self.jitted, *self.args)
+
+
+class FixedPointCompile(_FixedPointProgram):
+    """Trace + compile of the same programs, at ρ = 0.9 only (the program does not depend on
+    ρ, and a fresh compile per sample is the suite's slowest measurement)."""
+
+    params = (FIXED_POINT_METHODS, [1000], [0.9], list(BACKENDS))
 
     def time_compile(self, method, n, rho, backend):
         compile_fresh(self.fn, *self.args)
@@ -201,7 +219,8 @@ def train_step_fn(tx):
 
 
 def train(impl: str):
-    """TRAIN_STEPS adam steps on minibatches; returns the model, the jitted step and data."""
+    """TRAIN_STEPS adam steps on minibatches; returns the model, the optimiser state and the
+    test data."""
     (x, y), test = digits()
     model = init_deq(impl)
     tx = optax.adam(3e-3)
@@ -212,7 +231,7 @@ def train(impl: str):
         key, sub = jax.random.split(key)
         idx = jax.random.choice(sub, len(y), (BATCH,), replace=False)
         model, opt_state, _ = step(model, opt_state, x[idx], y[idx])
-    return model, opt_state, step, (x[:BATCH], y[:BATCH]), test
+    return model, opt_state, test
 
 
 def accuracy(model, test) -> float:
@@ -222,20 +241,42 @@ def accuracy(model, test) -> float:
 
 class DEQDigits(Suite):
     """A deep-equilibrium classifier (64 hidden units) on digits: a train step (compiled,
-    steady state), its compile time, and the test accuracy after 200 adam steps."""
+    steady state), its compile time, and the test accuracy after 200 adam steps.
+
+    Each implementation is trained once, in `setup_cache` (asv runs it once and hands its
+    result to every benchmark's process): the trained model and optimiser state travel as
+    Equinox-serialised bytes, with the accuracy."""
 
     params = (["cakejax", "cakejax dense", "optimistix"],)
     param_names = ("impl",)
     timeout = 600
 
-    def setup(self, impl):
-        self.model, self.opt_state, self.step, self.batch, self.test = compiled(
-            ("deq", impl), lambda: train(impl))
+    def setup_cache(self):
+        trained = {}
+        for impl in self.params[0]:
+            model, opt_state, test = train(impl)
+            buffer = io.BytesIO()
+            eqx.tree_serialise_leaves(buffer, (model, opt_state))
+            trained[impl] = (buffer.getvalue(), accuracy(model, test))
+        return trained
 
-    def time_train_step(self, impl):
+    setup_cache.timeout = 900
+
+    def setup(self, trained, impl):
+        (x, y), _ = digits()
+        model = init_deq(impl)
+        tx = optax.adam(3e-3)
+        like = (model, tx.init(eqx.filter(model, eqx.is_array)))
+        self.model, self.opt_state = eqx.tree_deserialise_leaves(io.BytesIO(trained[impl][0]),
+                                                                 like)
+        self.batch = (x[:BATCH], y[:BATCH])
+        self.step = compiled(("deq", impl), lambda: eqx.filter_jit(train_step_fn(tx)))
         jax.block_until_ready(self.step(self.model, self.opt_state, *self.batch))
 
-    def time_compile_train_step(self, impl):
+    def time_train_step(self, trained, impl):
+        jax.block_until_ready(self.step(self.model, self.opt_state, *self.batch))
+
+    def time_compile_train_step(self, trained, impl):
         jax.clear_caches()
         tx = optax.adam(3e-3)
         eqx.filter_jit(train_step_fn(tx)).lower(self.model, self.opt_state, *self.batch).compile()
@@ -243,7 +284,7 @@ class DEQDigits(Suite):
     time_compile_train_step.number = 1
     time_compile_train_step.repeat = (2, 3, 20.0)
 
-    def track_test_accuracy(self, impl):
-        return accuracy(self.model, self.test)
+    def track_test_accuracy(self, trained, impl):
+        return trained[impl][1]
 
     track_test_accuracy.unit = "fraction"

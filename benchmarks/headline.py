@@ -3,7 +3,18 @@ asv results of one machine, never typed by hand. Each benchmark is read from the
 that measured it (a run of part of the suite, `asv run --bench ...`, updates only its rows),
 and the caption names the commits the rows come from.
 
-`--write-readme` replaces the table between the `<!-- headline -->` markers of README.md.
+Only results of the benchmark code as it is now count: asv stores with each result the version
+(a hash of the benchmark's source) it was measured with, and a result whose version differs from
+the code's is refused (its cell says "stale") rather than reported under a name that now means
+something else. The names, parameters and versions come from asv's own discovery of
+`benchmarks/`, not from `.asv/results/benchmarks.json` (which `asv run` rewrites, so it is not
+tracked).
+
+CPU results come from `--machine`, GPU results from `--gpu-machine` (a machine name of their
+own, as asv keeps them); a column with no results says so.
+
+`--write-readme` replaces the tables between the `<!-- headline -->` and `<!-- batch -->`
+markers of README.md.
 """
 
 import argparse
@@ -48,7 +59,7 @@ def _fixed_point_rows():
                        "cakejax", _FIXED_POINT + "time_value_and_grad", {"method": "unrolled"},
                        _OURS, n=1000, rho=0.5))
     rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9, compile time: "
-                       "cakejax / optimistix", _FIXED_POINT + "time_compile", _OURS,
+                       "cakejax / optimistix", "bench_fixed_point.FixedPointCompile.time_compile", _OURS,
                        {"method": "optimistix"}, ("<=", 1.0), n=1000, rho=0.9))
     rows.append(_ratio("FixedPoint forward steps, n = 1000, ρ = 0.99 (deterministic): Anderson "
                        "/ Picard", "bench_fixed_point.ForwardSteps.track_steps",
@@ -65,6 +76,23 @@ def _fixed_point_rows():
                        _DEQ + "track_test_accuracy", {"impl": "cakejax"},
                        {"impl": "optimistix"}, (">=", 0.99)))
     return rows
+
+
+def _batch_rows():
+    """The N = 10⁶ rows of `bench_batch` for the models with a course peer in the old rows."""
+    rows = []
+    for model in ("Deliciousness", "LikeModel"):
+        for transform in ("value", "grad", "hessian"):
+            for mode, den in (("closed", "closed"), ("argument", "closed")):
+                rows.append(_ratio(
+                    f"{model} {transform}, N = 10⁶ cakes, model {_MODES[mode]}: cakejax / course",
+                    _BATCH, {"impl": "cakejax", "mode": mode}, {"impl": "course", "mode": den},
+                    ("<=", 1.05), model=model, transform=transform, n=1000000))
+    return rows
+
+
+_BATCH = "bench_batch.Batch.time_steady_state"
+_MODES = {"closed": "closed over", "argument": "as a jit argument"}
 
 
 RATIOS = [
@@ -97,8 +125,9 @@ RATIOS = [
            "bench_layers.Clip.time_steady_state", {"impl": "with GradientClip"},
            {"impl": "without"}, ("<=", 1.05), transform="forward"),
     _ratio("Deliciousness forward, XLA flops (deterministic): with / without GradientClip",
-           "bench_layers.Clip.track_flops", {"impl": "with GradientClip"}, {"impl": "without"},
+           "bench_layers.ClipCost.track_flops", {"impl": "with GradientClip"}, {"impl": "without"},
            ("<=", 1.0), transform="forward"),
+    *_batch_rows(),
     *_fixed_point_rows(),
     _ratio("hvp / grad, d = 4096", "bench_scaling.HvpVsGrad.time_steady_state",
            {"method": "hvp"}, {"method": "grad"}, ("<=", 1.5), d=4096),
@@ -114,65 +143,128 @@ RATIOS = [
 ]
 
 
-class Results:
-    """The asv results of one machine, read with the parameter names from `benchmarks.json`;
-    each benchmark from the newest run that has it."""
+STALE = "stale"
 
-    def __init__(self, results_dir: pathlib.Path, machine: str):
-        runs = [p for p in (results_dir / machine).glob("*.json") if p.name != "machine.json"]
-        if not runs:
-            raise SystemExit(f"no asv results for machine {machine!r} in {results_dir}")
-        self.runs = sorted((json.loads(p.read_text()) for p in runs), key=lambda d: d["date"],
-                           reverse=True)
-        self.names = {name: bench.get("param_names", [])
-                      for name, bench in json.loads((results_dir / "benchmarks.json")
-                                                    .read_text()).items() if name != "version"}
-        self.machine = json.loads((results_dir / machine / "machine.json").read_text())
+
+def discover() -> dict[str, tuple[str, list[str]]]:
+    """Every benchmark of `benchmarks/` as asv sees it: name -> (version, parameter names)."""
+    from asv_runner.discovery import disc_benchmarks
+
+    return {b.name: (b.version, list(b.param_names)) for b in disc_benchmarks(str(ROOT / "benchmarks"))}
+
+
+class Results:
+    """The asv results of one machine, in the environment the table is written from; each
+    benchmark from the newest run that measured it with the code's current version of it."""
+
+    def __init__(self, results_dir: pathlib.Path, machine: str, benchmarks: dict):
+        runs = [json.loads(p.read_text()) for p in (results_dir / machine).glob("*.json")
+                if p.name != "machine.json"]
+        # Runs of `asv run --python=same` only: the dashboard's history (each commit built in
+        # its own virtualenv, for each JAX of the matrix) shares the machine's folder.
+        self.runs = sorted((r for r in runs if r["env_name"].startswith("existing")),
+                           key=lambda d: d["date"], reverse=True)
+        self.benchmarks = benchmarks
+        machine_file = results_dir / machine / "machine.json"
+        self.machine = json.loads(machine_file.read_text()) if machine_file.exists() else {}
         self.commits: set[str] = set()
 
-    def get(self, benchmark: str, params: dict, backend: str) -> float | None:
-        """The result at `params` on `backend`. A benchmark without a backend parameter (the
-        cold start, always on CPU) counts as a CPU result."""
-        if "backend" in self.names.get(benchmark, []):
+    def get(self, benchmark: str, params: dict, backend: str):
+        """The result at `params` on `backend`: a number, None (not measured), or `STALE` (only
+        measured by another version of the benchmark). A benchmark without a backend parameter
+        (the cold start, always on CPU) counts as a CPU result."""
+        if benchmark not in self.benchmarks:
+            return None
+        version, names = self.benchmarks[benchmark]
+        if "backend" in names:
             params = {**params, "backend": backend}
         elif backend != "cpu":
             return None
-        run = next((r for r in self.runs if benchmark in r["results"]), None)
-        if run is None or benchmark not in self.names:
-            return None
-        entry = run["results"][benchmark]
-        columns = run["result_columns"]
-        values = entry[columns.index("result")]
-        grid = entry[columns.index("params")]
         wanted = [repr(params[name]) if isinstance(params[name], str) else str(params[name])
-                  for name in self.names[benchmark]]
-        for combo, value in zip(itertools.product(*grid), values or []):
-            if list(combo) == wanted:
-                self.commits.add(run["commit_hash"][:8])
-                return value if value is not None and not math.isnan(value) else None
-        return None
-
-
-def table(results: Results) -> str:
-    backends = ["cpu", "gpu"]
-    lines = ["| comparison | target | " + " | ".join(backends) + " |",
-             "|---|---|" + "---|" * len(backends)]
-    for label, (num_name, num), (den_name, den), target in RATIOS:
-        cells = []
-        for backend in backends:
-            a = results.get(num_name, num, backend)
-            b = results.get(den_name, den, backend)
-            if a is None or b is None:
-                cells.append("no peer result" if a is not None else "not measured")
+                  for name in names]
+        stale = False
+        for run in self.runs:
+            entry = run["results"].get(benchmark)
+            if entry is None:
                 continue
-            ratio = a / b
-            mark = ""
-            if target is not None:
-                op, bound = target
-                mark = " ✓" if (ratio <= bound if op == "<=" else ratio >= bound) else " ✗"
-            cells.append(f"{ratio:.2f}×{mark}")
-        goal = "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]]} {target[1]}"
-        lines.append(f"| {label} | {goal} | " + " | ".join(cells) + " |")
+            columns = run["result_columns"]
+            if entry[columns.index("version")] != version:
+                stale = True
+                continue
+            grid = entry[columns.index("params")]
+            for combo, value in zip(itertools.product(*grid), entry[columns.index("result")] or []):
+                if list(combo) == wanted:
+                    self.commits.add(run["commit_hash"][:8])
+                    return value if value is not None and not math.isnan(value) else None
+            return None
+        return STALE if stale else None
+
+
+def _cell(a, b, target=None) -> str:
+    if a is None or b is None:
+        return "no peer result" if a not in (None, STALE) else "not measured"
+    if STALE in (a, b):
+        return "stale (re-run)"
+    ratio = a / b
+    mark = ""
+    if target is not None:
+        op, bound = target
+        mark = " ✓" if (ratio <= bound if op == "<=" else ratio >= bound) else " ✗"
+    return f"{ratio:.2f}×{mark}"
+
+
+def _goal(target) -> str:
+    return "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]]} {target[1]}"
+
+
+def table(columns: dict[str, Results]) -> str:
+    """The headline ratios, one column per backend (each read from its own machine's
+    results)."""
+    lines = ["| comparison | target | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for label, (num_name, num), (den_name, den), target in RATIOS:
+        cells = [_cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
+                 for backend, r in columns.items()]
+        lines.append(f"| {label} | {_goal(target)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: bench_batch's (N, mode) columns and the targets the issue set for them.
+_BATCH_COLUMNS = [(1, "closed", 1.25), (1, "argument", 1.25), (1000, "closed", None),
+                  (1000000, "closed", 1.05), (1000000, "argument", 1.05)]
+
+
+def batch_table(results: Results, backend: str = "cpu") -> str:
+    """Every model against the course at each batch size: time ratios cakejax / course (the
+    course's function is always closed over: it has no parameters), the temporary memory ratio
+    at N = 10⁶, and cakejax's throughput there in cakes per second."""
+    from .bench_batch import PROBLEMS, TRANSFORMS
+
+    head = ["model", "transform"] + [
+        f"N = {n:,} {'closed' if mode == 'closed' else 'arg'}" for n, mode, _ in _BATCH_COLUMNS
+    ] + ["temp bytes, N = 10⁶", "cakes / s, N = 10⁶ (course)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in PROBLEMS:
+        for transform in TRANSFORMS:
+            common = {"model": model, "transform": transform}
+            cells = []
+            for n, mode, bound in _BATCH_COLUMNS:
+                a = results.get(_BATCH, {**common, "n": n, "impl": "cakejax", "mode": mode},
+                                backend)
+                b = results.get(_BATCH, {**common, "n": n, "impl": "course", "mode": "closed"},
+                                backend)
+                cells.append(_cell(a, b, None if bound is None else ("<=", bound)))
+            big = {**common, "n": 1000000, "mode": "closed"}
+            cells.append(_cell(
+                results.get("bench_batch.BatchCost.track_temp_bytes", {**big, "impl": "cakejax"},
+                            backend),
+                results.get("bench_batch.BatchCost.track_temp_bytes", {**big, "impl": "course"},
+                            backend), ("<=", 1.0)))
+            times = [results.get(_BATCH, {**big, "impl": impl}, backend)
+                     for impl in ("cakejax", "course")]
+            cells.append("not measured" if None in times or STALE in times else
+                         f"{1e6 / times[0]:.3g} ({1e6 / times[1]:.3g})")
+            lines.append(f"| {model} | {transform} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -188,21 +280,33 @@ def caption(results: Results) -> str:
             f"it), Python {platform.python_version()}, {versions}.")
 
 
+def _replace(text: str, marker: str, block: str) -> str:
+    before, rest = text.split(f"<!-- {marker} -->\n", 1)
+    _, after = rest.split(f"<!-- /{marker} -->", 1)
+    return f"{before}<!-- {marker} -->\n{block}\n<!-- /{marker} -->{after}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machine", default="cpu-2core-dev")
+    parser.add_argument("--gpu-machine", default="gpu-h100")
     parser.add_argument("--results", type=pathlib.Path, default=ROOT / ".asv" / "results")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
-    results = Results(args.results, args.machine)
-    rows = table(results)  # first: it records which runs the rows come from
-    text = f"{caption(results)}\n\n{rows}"
+    benchmarks = discover()
+    cpu = Results(args.results, args.machine, benchmarks)
+    if not cpu.runs:
+        raise SystemExit(f"no asv results for machine {args.machine!r} in {args.results}")
+    gpu = Results(args.results, args.gpu_machine, benchmarks)
+    # The tables first: they record which runs their cells come from.
+    headline = f"{table({'cpu': cpu, 'gpu': gpu})}"
+    batch = batch_table(cpu)
+    text = f"{caption(cpu)}\n\n{headline}"
     if args.write_readme:
         readme = ROOT / "README.md"
-        before, rest = readme.read_text().split("<!-- headline -->\n", 1)
-        _, after = rest.split("<!-- /headline -->", 1)
-        readme.write_text(f"{before}<!-- headline -->\n{text}\n<!-- /headline -->{after}")
-    print(text)
+        readme.write_text(_replace(_replace(readme.read_text(), "headline", text), "batch",
+                                   batch))
+    print(text, batch, sep="\n\n")
     return 0
 
 

@@ -2,7 +2,6 @@
 sizes (every implementation, method and model it compares, so each code path runs)."""
 
 import importlib
-import itertools
 import numbers
 import pathlib
 import subprocess
@@ -93,12 +92,38 @@ def test_asv_check():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_readme_headline_table_is_generated_from_the_committed_results():
+def _block(readme: str, marker: str) -> str:
+    block = readme.split(f"<!-- {marker} -->\n", 1)[1].split(f"<!-- /{marker} -->", 1)[0]
+    return "\n".join(line for line in block.splitlines() if line.startswith("|"))
+
+
+def test_readme_tables_are_generated_from_the_committed_results():
     from benchmarks import headline
 
-    results = headline.Results(ROOT / ".asv" / "results", "cpu-2core-dev")
-    expected = headline.table(results)
+    benchmarks = headline.discover()
+    results = ROOT / ".asv" / "results"
+    cpu = headline.Results(results, "cpu-2core-dev", benchmarks)
+    gpu = headline.Results(results, "gpu-h100", benchmarks)
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- headline -->\n", 1)[1].split("<!-- /headline -->", 1)[0]
-    rows = [line for line in block.splitlines() if line.startswith("|")]
-    assert "\n".join(rows) == expected
+    assert _block(readme, "headline") == headline.table({"cpu": cpu, "gpu": gpu})
+    assert _block(readme, "batch") == headline.batch_table(cpu)
+
+
+def test_headline_refuses_results_of_another_version_of_a_benchmark(tmp_path):
+    """A result measured by other code under the same name is "stale", not a number."""
+    import json
+    import shutil
+
+    from benchmarks import headline
+
+    benchmarks = headline.discover()
+    shutil.copytree(ROOT / ".asv" / "results" / "cpu-2core-dev", tmp_path / "m")
+    name = "bench_baseline.AgainstCourse.time_closed_over"
+    params = {"problem": "Deliciousness", "impl": "cakejax"}
+    assert isinstance(headline.Results(tmp_path, "m", benchmarks).get(name, params, "cpu"), float)
+    for path in (tmp_path / "m").glob("*.json"):
+        run = json.loads(path.read_text())
+        if name in run.get("results", {}):
+            run["results"][name][run["result_columns"].index("version")] = "0" * 64
+            path.write_text(json.dumps(run))
+    assert headline.Results(tmp_path, "m", benchmarks).get(name, params, "cpu") == headline.STALE

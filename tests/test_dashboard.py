@@ -1,0 +1,87 @@
+"""The published asv dashboard renders with no internet: `python -m benchmarks.publish` on the
+committed results, served by `http.server` on 127.0.0.1, opened in headless Chromium that can
+resolve no other host, must plot the committed results (the series flot drew, not just the
+HTML)."""
+
+import functools
+import http.server
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None or shutil.which("npm") is None,
+    reason="needs headless Chromium, its driver and npm: `apt-get install chromium "
+    "chromium-driver npm` (Debian; .ci/run installs them)",
+)
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    html = tmp_path_factory.mktemp("html")
+    subprocess.run([sys.executable, "-m", "benchmarks.publish", "--html", str(html)], cwd=ROOT,
+                   check=True, capture_output=True, text=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield html, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 # Every host but the local server is unreachable, as on an offline cluster.
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_published_pages_load_nothing_from_the_internet(dashboard):
+    html, _ = dashboard
+    for page in html.glob("*.html"):
+        text = page.read_text()
+        assert "cdn" not in text.lower() and "code.jquery.com" not in text, page.name
+
+
+def test_dashboard_plots_the_committed_results_offline(dashboard, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, url = dashboard
+    name = "bench_baseline.AgainstCourse.time_closed_over"
+    browser.get(f"{url}#{name}")
+    series = WebDriverWait(browser, 60).until(lambda d: d.execute_script("""
+        var plot = window.jQuery && jQuery('#main-graph').data('plot');
+        if (!plot) return null;
+        var drawn = plot.getData().filter(function (s) { return s.data.length > 0; });
+        return drawn.length ? drawn.map(function (s) { return [s.label, s.data.length]; })
+                            : null;
+    """))
+    labels = " ".join(label for label, _ in series)
+    assert "cakejax" in labels and "course" in labels, series
+    # The grid page draws a thumbnail per benchmark.
+    browser.get(url)
+    thumbnails = WebDriverWait(browser, 60).until(lambda d: d.execute_script("""
+        var n = jQuery('.benchmark-container canvas, .benchmark-plot canvas').length;
+        return n > 0 ? n : null;
+    """))
+    assert thumbnails >= 10
