@@ -67,14 +67,16 @@ def xla_cost(fn, *args) -> dict[str, float]:
 
 class Suite:
     """Settings shared by every benchmark: one process per benchmark (each starts by compiling,
-    so a second process mostly re-measures compilation noise), up to ten samples or five
-    seconds; and a `setup` that waits for every array it made.
+    so a second process mostly re-measures compilation noise) and one round (asv's default of
+    two runs the whole suite twice), up to ten samples or five seconds; and a `setup` that
+    waits for every array it made.
 
     JAX dispatches asynchronously: an array a `setup` creates may still be computing when
     `setup` returns, and the first timed call would then wait for it and be charged for it.
     So each subclass's `setup` is wrapped to block on the arrays it leaves on the instance."""
 
     processes = 1
+    rounds = 1
     repeat = (3, 10, 5.0)
     warmup_time = 0.05
 
@@ -92,7 +94,7 @@ class Suite:
         cls.setup = settled_setup
 
 
-class Timed(Suite):
+class _Timed(Suite):
     """Steady state of the jitted `self.problem(*params)`, a (function, arguments): compiled
     and run once in `setup` (cached across asv's samples), then timed with every output
     blocked on."""

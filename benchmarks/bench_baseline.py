@@ -65,7 +65,7 @@ class AgainstCourse(Suite):
         compile_fresh(self.closed, *self.data)
 
     time_compile.number = 1
-    time_compile.repeat = (5, 10, 20.0)
+    time_compile.repeat = (3, 5, 5.0)
 
 
 class Dispatch(Suite):
@@ -91,6 +91,7 @@ class ColdStart(Suite):
 
     params = (["on", "off"],)
     param_names = ("typecheck",)
+    repeat = (3, 5, 30.0)  # each sample is a fresh interpreter: seconds
 
     def timeraw_import_trace_compile_call(self, typecheck):
         return f"""

@@ -4,6 +4,7 @@ plain single call), jitted, with the cakejax model closed over or passed as a ji
 and the domain checks on. The XLA cost metrics (flops, bytes, temporary bytes) of the same
 programs at N = 10⁶ are in `BatchCost`, compiled once per problem."""
 
+import os
 import typing
 
 import equinox as eqx
@@ -14,7 +15,7 @@ import cakejax as cj
 
 from . import course_baseline as course
 from ._common import BACKENDS, cost_tracks, put
-from ._common import Timed as _Timed
+from ._common import _Timed
 
 
 class Problem(typing.NamedTuple):
@@ -135,7 +136,7 @@ class Batch(_Timed):
     params = (list(PROBLEMS), list(TRANSFORMS), SIZES, ["cakejax", "course"],
               ["closed", "argument"], list(BACKENDS))
     param_names = ("model", "transform", "n", "impl", "mode", "backend")
-    repeat = (3, 5, 1.0)
+    repeat = (2, 3, 0.3)  # ~240 programs: the suite's time is spent compiling them
 
     @staticmethod
     def problem(model, transform, n, impl, mode, backend):
@@ -152,3 +153,29 @@ class BatchCost(cost_tracks(Batch)):
 
     params = (list(PROBLEMS), list(TRANSFORMS), [1000000], ["cakejax", "course"], ["closed"],
               list(BACKENDS))
+
+
+class DomainCheck(_Timed):
+    """What the domain check costs: Deliciousness at N = 10⁶ with Equinox's `EQX_ON_ERROR` set
+    to `raise` (the default: an error on a bad cake) or `nan` (NaNs for bad cakes, no check),
+    against the course's unchecked function. cakejax reads the setting when a model is traced,
+    so each program is traced with it set."""
+
+    params = (["raise", "nan", "course"], ["value", "grad"], list(BACKENDS))
+    param_names = ("on_error", "transform", "backend")
+
+    @staticmethod
+    def problem(on_error, transform, backend):
+        impl = "course" if on_error == "course" else "cakejax"
+        return Batch.problem("Deliciousness", transform, 1000000, impl, "closed", backend)
+
+    def setup(self, on_error, transform, backend):
+        before = os.environ.get("EQX_ON_ERROR")
+        os.environ["EQX_ON_ERROR"] = "raise" if on_error == "course" else on_error
+        try:
+            super().setup(on_error, transform, backend)
+        finally:
+            if before is None:
+                del os.environ["EQX_ON_ERROR"]
+            else:
+                os.environ["EQX_ON_ERROR"] = before

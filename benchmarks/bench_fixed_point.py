@@ -83,6 +83,7 @@ class FixedPointGradient(_FixedPointProgram):
     a failure."""
 
     params = (FIXED_POINT_METHODS, [1000], RHOS, list(BACKENDS))
+    repeat = (2, 5, 1.0)
 
     def setup(self, method, n, rho, backend):
         super().setup(method, n, rho, backend)
@@ -103,7 +104,7 @@ class FixedPointCompile(_FixedPointProgram):
         compile_fresh(self.fn, *self.args)
 
     time_compile.number = 1
-    time_compile.repeat = (2, 3, 20.0)
+    time_compile.repeat = (2, 2, 10.0)
 
 
 class ForwardSteps(Suite):
@@ -282,7 +283,7 @@ class DEQDigits(Suite):
         eqx.filter_jit(train_step_fn(tx)).lower(self.model, self.opt_state, *self.batch).compile()
 
     time_compile_train_step.number = 1
-    time_compile_train_step.repeat = (2, 3, 20.0)
+    time_compile_train_step.repeat = (1, 2, 10.0)
 
     def track_test_accuracy(self, trained, impl):
         return trained[impl][1]

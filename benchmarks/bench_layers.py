@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import cakejax as cj
 
 from ._common import BACKENDS, cost_tracks, put
-from ._common import Timed as _Timed
+from ._common import _Timed
 from ._problems import CAKE
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import cakejax as cj
 
 from ._common import BACKENDS, compiled, cost_tracks, put, run, Suite, warm
-from ._common import Timed as _Timed
+from ._common import _Timed
 from ._problems import like_problem
 
 

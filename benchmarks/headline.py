@@ -88,6 +88,12 @@ def _batch_rows():
                     f"{model} {transform}, N = 10⁶ cakes, model {_MODES[mode]}: cakejax / course",
                     _BATCH, {"impl": "cakejax", "mode": mode}, {"impl": "course", "mode": den},
                     ("<=", 1.05), model=model, transform=transform, n=1000000))
+    for transform in ("value", "grad"):
+        for on_error in ("raise", "nan"):
+            rows.append(_ratio(
+                f"Deliciousness {transform}, N = 10⁶, EQX_ON_ERROR={on_error}: cakejax / course",
+                "bench_batch.DomainCheck.time_steady_state", {"on_error": on_error},
+                {"on_error": "course"}, ("<=", 1.05), transform=transform))
     return rows
 
 

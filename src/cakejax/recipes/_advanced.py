@@ -62,8 +62,13 @@ class CakeProperties(TypedModule):
     $w_f = (0.2, 5/3, 0, 0)$, $p = 0.5$, $x^\star_\text{flour} = 2$,
     $e = (1.2, 1, 0.9, 1.1)$, $c = 0.5$.
 
-    A negative amount is an error (`eqx.error_if`, also under `jax.jit`): the logarithm and the
-    fractional powers are not real there.
+    A negative, NaN or infinite amount is an error (`eqx.error_if`, also under `jax.jit`,
+    `vmap` and every derivative): the logarithm and the fractional powers are not real there.
+    Under `EQX_ON_ERROR=nan` (read when the model is traced) such a cake's properties and their
+    derivatives are NaN instead, and the other cakes of a batch are unaffected.
+
+    `sweetness`, `fluffiness` and `cost` compute one property each (a model that needs one
+    should call its method: see `sweetness`).
     """
 
     sugar_sweetness: Scalar = _field(10.0)
