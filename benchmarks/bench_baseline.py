@@ -91,7 +91,7 @@ class ColdStart(Suite):
 
     params = (["on", "off"],)
     param_names = ("typecheck",)
-    repeat = (2, 3, 10.0)  # each sample is a fresh interpreter: seconds
+    repeat = (2, 2, 10.0)  # each sample is a fresh interpreter: seconds
 
     def timeraw_import_trace_compile_call(self, typecheck):
         return f"""

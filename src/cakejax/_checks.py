@@ -5,7 +5,9 @@ operand of a conditional: checking a batch of 10^6 cakes that way copies the who
 read and a write of every ingredient) before the model can use it, which is most of what a
 batched Deliciousness call costs. `checked` puts only the (per-example) flag through
 `eqx.error_if` and makes `x` depend on the checked flag with `x * where(flag, nan, 1)`, an
-elementwise product that XLA fuses into whatever reads `x` next. It is `x` exactly where the
+elementwise product that XLA fuses into whatever reads `x` next (given the columns of a batch
+as separate leaves, as `CakeProperties` does, it fuses into each column's consumers and no
+checked copy of the batch is ever stored). It is `x` exactly where the
 flag is clear, and NaN where it is set, in the value and in every derivative (its derivative
 is the same factor, so tangents and cotangents of a flagged example are NaN too: a `where`
 would give them a silent zero). The flag is then a byte per
@@ -31,15 +33,16 @@ What a failing check does is Equinox's setting `EQX_ON_ERROR`, read when the mod
 import os
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Shaped
+from jaxtyping import Array, Bool, PyTree
 
 
-def checked(
-    x: Shaped[Array, "*shape"], bad: Bool[Array, ""], message: str
-) -> Shaped[Array, "*shape"]:
-    """`x`, unless `bad`: then an error with `message` (or NaNs in place of `x` under
-    `EQX_ON_ERROR=nan`). See the module's docstring for how, and what it costs."""
+def checked(x: PyTree[Array], bad: Bool[Array, ""], message: str) -> PyTree[Array]:
+    """`x` (a PyTree of float arrays), unless `bad`: then an error with `message` (or NaNs in
+    place of `x` under `EQX_ON_ERROR=nan`). See the module's docstring for how, and what it
+    costs."""
     if os.environ.get("EQX_ON_ERROR", "raise") != "nan":
         bad = eqx.error_if(bad, bad, message)
-    return x * jnp.where(bad, jnp.asarray(jnp.nan, x.dtype), jnp.asarray(1, x.dtype))
+    return jax.tree.map(
+        lambda a: a * jnp.where(bad, jnp.asarray(jnp.nan, a.dtype), jnp.asarray(1, a.dtype)), x)
