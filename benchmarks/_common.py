@@ -114,16 +114,19 @@ def cost_tracks(timed: type) -> type:
     `timed` times. These do not move with machine noise, so tight regression thresholds catch
     what timings cannot.
 
-    Each problem is compiled once: asv runs `setup_cache` once per class, in one process, and
-    hands its result to every metric's process (a `track_` that compiled in its own `setup`
-    would compile each problem three times, once per metric). The subclass may narrow
-    `params` (say, to the largest size)."""
+    Each problem is compiled once: asv runs `setup_cache` once, in one process, and hands its
+    result to every metric's process (a `track_` that compiled in its own `setup` would compile
+    each problem three times, once per metric). asv keys that cache by the file and line where
+    `setup_cache` is written, so each subclass writes its own one-line
+    `def setup_cache(self): return self.costs()` (one defined here would be shared by every
+    subclass: the first one's costs would be served to all). The subclass may narrow `params`
+    (say, to the largest size)."""
 
     class Costs(Suite):
         params = timed.params
         param_names = timed.param_names
 
-        def setup_cache(self):
+        def costs(self):
             costs = {}
             for combo in itertools.product(*self.params):
                 try:
@@ -132,8 +135,6 @@ def cost_tracks(timed: type) -> type:
                     continue
                 costs[combo] = xla_cost(fn, *args)
             return costs
-
-        setup_cache.timeout = 900
 
         def setup(self, costs, *params):
             if params not in costs:

@@ -160,6 +160,11 @@ class BatchCost(cost_tracks(Batch)):
     params = (list(PROBLEMS), list(TRANSFORMS), [1000000], ["cakejax", "course"], ["closed"],
               list(BACKENDS))
 
+    def setup_cache(self):
+        return self.costs()
+
+    setup_cache.timeout = 600
+
 
 class DomainCheck(_Timed):
     """What the domain check costs: Deliciousness at N = 10⁶ with Equinox's `EQX_ON_ERROR` set

@@ -28,6 +28,10 @@ class Softplus(_Timed):
 class SoftplusCost(cost_tracks(Softplus)):
     """XLA's cost metrics of `Softplus`."""
 
+    def setup_cache(self):
+        return self.costs()
+
+
 
 class Clip(_Timed):
     """Deliciousness with and without a `GradientClip` in front: the forward pass should not
@@ -46,3 +50,7 @@ class Clip(_Timed):
 
 class ClipCost(cost_tracks(Clip)):
     """XLA's cost metrics of `Clip`."""
+
+    def setup_cache(self):
+        return self.costs()
+

@@ -50,9 +50,17 @@ class HvpVsGrad(_LikeScaling):
 class HessianCost(cost_tracks(Hessian)):
     """XLA's cost metrics of `Hessian`."""
 
+    def setup_cache(self):
+        return self.costs()
+
+
 
 class HvpVsGradCost(cost_tracks(HvpVsGrad)):
     """XLA's cost metrics of `HvpVsGrad`."""
+
+    def setup_cache(self):
+        return self.costs()
+
 
 
 class PerExample(Suite):

@@ -12,6 +12,8 @@ The versions are asv's own (asv 0.6), except stupidtable: the registry has 1.1.3
 """
 
 import argparse
+import base64
+import hashlib
 import io
 import json
 import pathlib
@@ -25,29 +27,32 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: CDN address (a regular expression over the pages' src/href values) -> (npm package spec,
-#: path of the file inside the package, the folder of the package to copy under vendor/).
+#: path of the file inside the package).
 VENDORED = {
     r"https://code\.jquery\.com/jquery-3\.3\.1\.min\.js":
-        ("jquery@3.3.1", "dist/jquery.min.js", "dist"),
+        ("jquery@3.3.1", "dist/jquery.min.js"),
     r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/dist/css/bootstrap\.min\.css":
-        ("bootstrap@3.1.1", "dist/css/bootstrap.min.css", "dist"),
+        ("bootstrap@3.1.1", "dist/css/bootstrap.min.css"),
     r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/dist/js/bootstrap\.min\.js":
-        ("bootstrap@3.1.1", "dist/js/bootstrap.min.js", "dist"),
+        ("bootstrap@3.1.1", "dist/js/bootstrap.min.js"),
     r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.min\.js":
-        ("flot@0.8.3", "jquery.flot.js", "."),
+        ("flot@0.8.3", "jquery.flot.js"),
     r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.time\.min\.js":
-        ("flot@0.8.3", "jquery.flot.time.js", "."),
+        ("flot@0.8.3", "jquery.flot.time.js"),
     r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.selection\.min\.js":
-        ("flot@0.8.3", "jquery.flot.selection.js", "."),
+        ("flot@0.8.3", "jquery.flot.selection.js"),
     r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.categories\.min\.js":
-        ("flot@0.8.3", "jquery.flot.categories.js", "."),
+        ("flot@0.8.3", "jquery.flot.categories.js"),
     r"https://cdn\.jsdelivr\.net/npm/flot-orderbars@1\.0\.0/js/jquery\.flot\.orderBars\.js":
-        ("flot-orderbars@1.0.0", "js/jquery.flot.orderBars.js", "js"),
+        ("flot-orderbars@1.0.0", "js/jquery.flot.orderBars.js"),
     r"https://cdnjs\.cloudflare\.com/ajax/libs/blueimp-md5/2\.19\.0/js/md5\.min\.js":
-        ("blueimp-md5@2.19.0", "js/md5.min.js", "js"),
+        ("blueimp-md5@2.19.0", "js/md5.min.js"),
     r"https://cdnjs\.cloudflare\.com/ajax/libs/stupidtable/1\.0\.1/stupidtable\.min\.js":
-        ("stupid-table-plugin@1.1.3", "stupidtable.min.js", "."),
+        ("stupid-table-plugin@1.1.3", "stupidtable.min.js"),
 }
+
+#: Folders a vendored file needs beside it (Bootstrap's stylesheet loads its fonts).
+ALSO = {"bootstrap@3.1.1": ["dist/fonts"]}
 
 _EXTERNAL = re.compile(r"""(?:src|href)=["'](https?://[^"']+\.(?:js|css))["']""")
 
@@ -78,19 +83,31 @@ def vendor(html: pathlib.Path) -> list[str]:
     local: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as scratch:
         packages: dict[str, pathlib.Path] = {}
-        for pattern, (spec, path, folder) in VENDORED.items():
+        for pattern, (spec, path) in VENDORED.items():
             url = next((u for u in found if re.fullmatch(pattern, u)), None)
             if url is None:
                 continue
             if spec not in packages:
                 packages[spec] = _unpack(spec, pathlib.Path(scratch))
             target = html / "vendor" / spec.replace("@", "-")
-            source = packages[spec] / folder
-            shutil.copytree(source, target / folder, dirs_exist_ok=True)
+            for part in [path, *ALSO.get(spec, [])]:
+                source = packages[spec] / part
+                (target / part).parent.mkdir(parents=True, exist_ok=True)
+                if source.is_dir():
+                    shutil.copytree(source, target / part, dirs_exist_ok=True)
+                else:
+                    shutil.copyfile(source, target / part)
             local[url] = f"vendor/{spec.replace('@', '-')}/{path}"
     for page in pages:
         text = page.read_text()
         for url, path in local.items():
+            # asv's tags carry the CDN file's subresource-integrity hash; the registry's file
+            # can differ (flot's npm package has the unminified build), so the hash is
+            # recomputed from the copy that is served.
+            digest = base64.b64encode(hashlib.sha384((html / path).read_bytes()).digest())
+            text = re.sub(r'((?:src|href)=")' + re.escape(url) + r'("[^>]*?integrity=")[^"]*',
+                          lambda m: f"{m.group(1)}{path}{m.group(2)}sha384-{digest.decode()}",
+                          text)
             text = text.replace(url, path)
         page.write_text(text)
     return sorted(local)

@@ -127,3 +127,21 @@ def test_headline_refuses_results_of_another_version_of_a_benchmark(tmp_path):
             run["results"][name][run["result_columns"].index("version")] = "0" * 64
             path.write_text(json.dumps(run))
     assert headline.Results(tmp_path, "m", benchmarks).get(name, params, "cpu") == headline.STALE
+
+
+def test_every_setup_cache_has_its_own_key():
+    """asv keys a `setup_cache` result by the file and line of its definition, and hands one
+    result to every class whose `setup_cache` has that key: classes sharing an inherited one
+    would all get the first class's data."""
+    from asv_runner.benchmarks._base import get_setup_cache_key
+
+    owners = {}
+    for name in MODULES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        for cls_name, cls in vars(module).items():
+            if (isinstance(cls, type) and cls.__module__ == module.__name__
+                    and not cls_name.startswith("_") and hasattr(cls, "setup_cache")):
+                key = get_setup_cache_key(cls.setup_cache)
+                assert key not in owners, f"{cls_name} shares {key} with {owners.get(key)}"
+                owners[key] = cls_name
+    assert len(owners) >= 7
