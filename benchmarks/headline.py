@@ -70,7 +70,8 @@ def _fixed_point_rows():
                            _DEQ + "time_train_step", {"impl": impl}, {"impl": "optimistix"},
                            ("<=", 0.5)))
     rows.append(_ratio("DEQ on digits, train step compile time: cakejax dense / optimistix",
-                       _DEQ + "time_compile_train_step", {"impl": "cakejax dense"},
+                       "bench_fixed_point.DEQCompile.time_compile_train_step",
+                       {"impl": "cakejax dense"},
                        {"impl": "optimistix"}, ("<=", 1.0)))
     rows.append(_ratio("DEQ on digits, test accuracy after 200 steps: cakejax / optimistix",
                        _DEQ + "track_test_accuracy", {"impl": "cakejax"},
