@@ -1,5 +1,5 @@
-"""The functions the suites differentiate: every course model and layer as a scalar function
-of one array, and the scaled-up problems where size matters."""
+"""The course's cake and like-model data the suites share, and the scaled-up problems where
+size matters."""
 
 import equinox as eqx
 import jax
@@ -7,60 +7,11 @@ import jax.numpy as jnp
 
 import cakejax as cj
 
-from . import course_baseline as course
 
 
 CAKE = (1.0, 3.0, 2.0, 1.5)
 FEATURES = ((0.8, 0.9, -0.5), (0.7, 0.8, -0.4), (0.3, 0.4, -0.8), (0.9, 0.7, -0.3))
 LIKES = (True, True, False, True)
-
-
-def _like_loss(w):
-    model = cj.LikeModel(w, 0.5)
-    return cj.like_loss(model, jnp.asarray(FEATURES), jnp.asarray(LIKES))
-
-
-def _vibration(xy):
-    return cj.VibrationScore()(jax.lax.complex(xy[0], xy[1]))
-
-
-def _clipped(x):
-    return cj.Deliciousness()(cj.GradientClip(0.1, mask=jnp.asarray([True, False, False,
-                                                                        False]))(x))
-
-
-def _fixed_point(theta):
-    return cj.FixedPoint(cj.DoughMaturity(theta[0], theta[1]))(0.0)
-
-
-#: name -> a factory of (scalar function of one array, the point to evaluate it at). Factories,
-#: so that importing the suite creates no arrays: asv's forkserver imports it once and forks a
-#: process per benchmark, which is only safe while JAX's backend is not yet initialised.
-MODELS = {
-    "Polynomial": lambda: (cj.Polynomial.cake_quality(), 1.0),
-    "LikeModel": lambda: (_like_loss, (0.3, -0.2, 0.1)),
-    "Deliciousness": lambda: (cj.Deliciousness(), CAKE),
-    "FluffinessLoss": lambda: (cj.FluffinessLoss(True), CAKE),
-    "SweetnessError": lambda: (lambda x: cj.SweetnessError()(x, 9.5), CAKE),
-    "VibrationScore": lambda: (_vibration, (2.0, 1.0)),
-    "FlavorStability": lambda: (cj.FlavorStability(), 3.0),
-    "YeastActivity": lambda: (lambda x: jnp.sum(cj.YeastActivity()(x)), (-1.0, 0.5, 2.0, 500.0)),
-    "GradientClip": lambda: (_clipped, CAKE),
-    "FixedPoint": lambda: (_fixed_point, (0.75, 10.0)),
-}
-
-
-def transformed(f, transform: str):
-    """`f` under a transform, as a function of the point."""
-    if transform == "forward":
-        return lambda x: f(x)
-    if transform == "hvp":
-        return lambda x: cj.hvp(f, x, jnp.ones_like(x))
-    return getattr(jax, transform)(f)
-
-
-#: Which transform a model cannot support (forward mode through a custom_vjp).
-UNSUPPORTED = {("GradientClip", "jacfwd")}
 
 
 def like_problem(d: int, cakes: int = 256):
@@ -99,5 +50,4 @@ def tanh_contraction(n: int, rho: float = 0.5):
     return jax.block_until_ready((W, U, jax.random.normal(kt, (4,))))
 
 
-__all__ = ["MODELS", "TanhCell", "UNSUPPORTED", "course", "like_problem", "tanh_contraction",
-           "transformed"]
+__all__ = ["CAKE", "FEATURES", "LIKES", "TanhCell", "like_problem", "tanh_contraction"]
