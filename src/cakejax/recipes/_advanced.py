@@ -43,7 +43,7 @@ def _field(default):
 
 def _dot4(w: Float[ArrayLike, "4"], x: tuple[Scalar, Scalar, Scalar, Scalar]) -> Scalar:
     """$w \\cdot x$ written out term by term, `x` already split into its four amounts (see
-    `CakeProperties.__call__`)."""
+    `CakeProperties._amounts` for why)."""
     return (w[0] * x[0] + w[1] * x[1]) + (w[2] * x[2] + w[3] * x[3])
 
 
