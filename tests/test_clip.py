@@ -111,7 +111,7 @@ def test_check_grads_reverse_below_the_bound(f64):
 
 @pytest.mark.parametrize("bound", [0.0, -1.0, float("inf"), float("nan")])
 def test_bad_bound(bound):
-    with pytest.raises(ValueError, match="bound must be positive and finite"):
+    with pytest.raises(ValueError, match="GradientClip: field 'bound' must be positive and finite"):
         cj.GradientClip(bound)
 
 

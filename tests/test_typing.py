@@ -97,13 +97,26 @@ def test_python_scalars_and_numpy_arrays_are_accepted():
     assert cj.Polynomial([1, 2, 3]).coeffs.dtype == jnp.float32
 
 
-def test_checks_can_be_turned_off():
+def test_switch_turns_off_argument_checks_but_not_field_checks():
+    # CAKEJAX_TYPECHECK=0 removes the import hook's checks of arguments (an integer x then
+    # reaches jnp.polyval), but a model's fields are checked whatever the switch says, at
+    # construction and at call time.
     code = (
-        "import jax.numpy as jnp, cakejax as cj\n"
-        "m = cj.LikeModel(jnp.ones(3), jnp.ones(2))\n"  # a wrong field goes through
-        "print(m.bias.shape)\n"
+        "import equinox as eqx, jax.numpy as jnp, cakejax as cj\n"
+        "print(cj.Polynomial.cake_quality()(jnp.asarray(2)))\n"
+        "for build in (lambda: cj.LikeModel(jnp.ones(3), jnp.ones(2)),\n"
+        "              lambda: cj.GradientClip(0.1, mode='bogus'),\n"
+        "              lambda: eqx.tree_at(lambda m: m.beta, cj.YeastActivity(), jnp.ones(2))(1.0)):\n"
+        "    try:\n"
+        "        build()\n"
+        "    except Exception as error:\n"
+        "        print(type(error).__name__, error)\n"
     )
     env = {**os.environ, "CAKEJAX_TYPECHECK": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(2,)"
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "11.0"
+    assert lines[1].startswith("TypeCheckError LikeModel: field 'bias' must be Float[Array, '']")
+    assert lines[2].startswith("TypeCheckError GradientClip: field 'mode' must be Literal")
+    assert lines[3].startswith("TypeCheckError YeastActivity: field 'beta' must be Float")

@@ -21,6 +21,7 @@ else:
 
 with _typechecked:
     from ._autodiff import (
+        clipped_mean_grad as clipped_mean_grad,
         hvp as hvp,
         nth_derivative as nth_derivative,
         per_example_grad as per_example_grad,
@@ -48,6 +49,10 @@ with _typechecked:
     )
     from .layers import (
         GradientClip as GradientClip,
+        GradientReversal as GradientReversal,
+        GradientScale as GradientScale,
+        scale_gradient as scale_gradient,
+        StraightThrough as StraightThrough,
         YeastActivity as YeastActivity,
     )
     from .recipes import (

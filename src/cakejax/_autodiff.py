@@ -4,6 +4,9 @@ per-example gradients."""
 from collections.abc import Callable
 from typing import Any
 
+import math
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
@@ -72,3 +75,50 @@ def per_example_grad(
     **Returns:** one gradient per example, shape `(batch, *x.shape)`.
     """
     return jax.vmap(jax.grad(f), in_axes=(None, 0))(jnp.asarray(x), batch)
+
+
+def clipped_mean_grad(
+    f: Callable[..., Float[Array, ""]],
+    params: PyTree,
+    batch: PyTree[Shaped[Array, "batch ..."]],
+    *,
+    max_norm: float,
+) -> PyTree:
+    r"""The mean of per-example gradients, each clipped to norm `max_norm` first: the
+    gradient of DP-SGD (Abadi et al., 2016) before its noise,
+
+    $$\bar g = \frac{1}{B}\sum_{i=1}^{B} g_i \min\Big(1, \frac{C}{\lVert g_i\rVert_2}\Big),
+    \qquad g_i = \nabla_\theta f(\theta, b_i),$$
+
+    where $\lVert g_i\rVert_2$ is the norm of example $i$'s whole gradient (all of
+    `params`' inexact arrays together). This bounds each example's influence on the step by
+    $C/B$ whatever the batch size, which a `GradientClip` inside the model cannot do: under
+    `jax.grad` of a batch mean it sees each example's cotangent already divided by $B$ (and
+    only with respect to its own input, not the parameters).
+
+    Computed as `eqx.filter_vmap(eqx.filter_grad(f), in_axes=(None, 0))`: the $B$ gradients
+    exist at once, $B$ times the parameters' memory.
+
+    **Arguments:**
+
+    - `f`: the per-example loss `f(params, example)`, a scalar.
+    - `params`: the parameters, any PyTree (an Equinox model); gradients are taken with
+      respect to its inexact arrays, as `eqx.filter_grad` does.
+    - `batch`: the examples, every leaf with the batch as its leading axis.
+    - `max_norm`: $C$, positive and finite.
+
+    **Returns:** $\bar g$, the structure of `params` (`None` where `eqx.filter_grad` gives
+    `None`).
+    """
+    if not (isinstance(max_norm, int | float) and 0 < max_norm < math.inf):
+        raise ValueError(
+            f"clipped_mean_grad: max_norm must be a positive, finite number, got {max_norm!r}.")
+    grads = eqx.filter_vmap(eqx.filter_grad(f), in_axes=(None, 0))(params, batch)
+    leaves = jax.tree_util.tree_leaves(grads)
+    squared = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in leaves)
+    # min(1, C/‖g‖), written so that a zero gradient (factor 1) has no 0/0 anywhere.
+    too_long = squared > max_norm**2
+    factor = jnp.where(too_long, max_norm / jnp.sqrt(jnp.where(too_long, squared, 1)), 1)
+    return jax.tree_util.tree_map(
+        lambda g: jnp.mean(g * factor.reshape(-1, *(1,) * (g.ndim - 1)).astype(g.dtype), axis=0),
+        grads)

@@ -38,9 +38,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, PyTree
 
 
-def checked(x: PyTree[Array], bad: Bool[Array, ""], message: str) -> PyTree[Array]:
-    """`x` (a PyTree of float arrays), unless `bad`: then an error with `message` (or NaNs in
-    place of `x` under `EQX_ON_ERROR=nan`). See the module's docstring for how, and what it
+def checked(x: PyTree[Array], bad: Bool[Array, "..."], message: str) -> PyTree[Array]:
+    """`x` (a PyTree of float arrays), unless `bad` is set anywhere: then an error with
+    `message` (or, under `EQX_ON_ERROR=nan`, NaNs in place of `x` where `bad` is set; `bad`
+    broadcasts against every leaf of `x`). See the module's docstring for how, and what it
     costs."""
     if os.environ.get("EQX_ON_ERROR", "raise") != "nan":
         bad = eqx.error_if(bad, bad, message)

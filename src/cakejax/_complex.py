@@ -30,13 +30,14 @@ def realify(f: Callable[..., Any]) -> Callable[..., Any]:
     r"""The function $f: \mathbb{C}^n \to \mathbb{C}^m$ seen as a map
     $\mathbb{R}^{2n} \to \mathbb{R}^{2m}$.
 
-    The returned function takes a real array of shape `(*z.shape, 2)` holding
+    The returned function takes a real array (JAX or NumPy) of shape `(*z.shape, 2)` holding
     $(x, y) = (\operatorname{Re} z, \operatorname{Im} z)$ in its last axis and returns
     `(*f(z).shape, 2)` holding $(u, v)$. A real-valued $f$ keeps its output as it is (there is
     no imaginary part to add). A scalar $f$ becomes $\mathbb{R}^2 \to \mathbb{R}^2$.
     """
 
-    def real_f(xy: Float[Array, "*shape 2"]) -> Float[Array, "..."]:
+    def real_f(xy: Float[ArrayLike, "*shape 2"]) -> Float[Array, "..."]:
+        xy = jnp.asarray(xy)
         out = f(jax.lax.complex(xy[..., 0], xy[..., 1]))
         if jnp.iscomplexobj(out):
             return jnp.stack([jnp.real(out), jnp.imag(out)], axis=-1)

@@ -8,9 +8,10 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, TypeCheckError
 
-from .._typing import TypedModule
+from .._typing import as_float, describe, PyInt, static_float, TypedModule
 
 
 def _clip(g: Array, mask: Array | None, bound: float, mode: str) -> Array:
@@ -47,9 +48,59 @@ clip_gradient.defvjp(_clip_gradient_fwd, _clip_gradient_bwd)
 
 
 def _apply(
-    x: Float[ArrayLike, "*shape"], mask: Bool[Array, "*shape"] | None, bound: float, mode: str
+    x: Float[ArrayLike, "*shape"] | PyInt, mask: Bool[Array, "*shape"] | None, bound: float,
+    mode: str
 ) -> Float[Array, "*shape"]:
-    return clip_gradient(jnp.asarray(x), mask, bound, mode)
+    return clip_gradient(as_float(x), mask, bound, mode)
+
+
+class Mask:
+    """A constant boolean mask, held by `GradientClip` as a static field: a hyperparameter
+    like the bound, not a leaf of the model's PyTree. As a leaf it would be an array that no
+    gradient reaches, which breaks the Equinox training loop
+    (`tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))` sees `None` in `grads`
+    where the parameters hold the mask). Hashed once, by its bytes, so that a large mask costs
+    nothing at each `jax.jit` cache lookup. `np.asarray(mask)` gives the array back."""
+
+    __slots__ = ("array", "_hash")
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.array(array, dtype=bool)
+        self.array.flags.writeable = False
+        self._hash = hash((self.array.shape, self.array.tobytes()))
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array if dtype is None else self.array.astype(dtype)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return (isinstance(other, Mask) and self._hash == other._hash
+                and self.array.shape == other.array.shape
+                and np.array_equal(self.array, other.array))
+
+    def __repr__(self):
+        return f"Mask({self.array.tolist()})"
+
+
+def _to_mask(value) -> Mask | None:
+    if value is None or isinstance(value, Mask):
+        return value
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            "GradientClip: field 'mask' is a static hyperparameter and must be a concrete "
+            f"boolean array, got a traced value ({describe(value)}). Build the GradientClip "
+            "outside the transformation.")
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged list
+        array = None
+    if array is None or array.dtype != bool:
+        raise TypeCheckError(
+            f"GradientClip: field 'mask' must be a boolean array (or None), got "
+            f"{describe(value if array is None else array)}.")
+    return Mask(array)
 
 
 class GradientClip(TypedModule):
@@ -75,20 +126,29 @@ class GradientClip(TypedModule):
 
     - `bound`: $b$, positive and finite (static).
     - `mask`: which components to clip: a boolean array of the input's shape, or `None` for
-      all of them.
+      all of them (static, held as a `Mask`: the model's only PyTree leaves are learnable
+      arrays, so it trains in the Equinox loop with `eqx.is_array` or
+      `eqx.is_inexact_array`).
     - `mode`: `"value"` (default) or `"norm"` (static).
+
+    **Under a batch mean.** The clip acts on the cotangent that reaches it. Inside
+    `jax.grad(lambda m: jnp.mean(jax.vmap(m)(X)))` that is each example's cotangent already
+    divided by the batch size $B$, so the effective bound on an example's own gradient is
+    $bB$ and grows with the batch. `jax.vmap(jax.grad(per_example_loss))` clips each
+    example's own gradient at $b$ (average afterwards). To clip each example's gradient with
+    respect to the *parameters* (the DP-SGD form), use `cakejax.clipped_mean_grad`.
     """
 
-    bound: float = eqx.field(static=True, converter=float)
-    mask: Bool[Array, "..."] | None = eqx.field(
-        default=None, converter=lambda m: None if m is None else jnp.asarray(m)
-    )
+    bound: float = eqx.field(static=True, converter=static_float("GradientClip", "bound"))
+    mask: Mask | None = eqx.field(default=None, static=True, converter=_to_mask)
     mode: Literal["value", "norm"] = eqx.field(default="value", static=True)
 
-    def __check_init__(self):
+    def _check_values(self):
         if not (math.isfinite(self.bound) and self.bound > 0):
-            raise ValueError(f"GradientClip: bound must be positive and finite, got {self.bound}.")
+            raise ValueError(
+                f"GradientClip: field 'bound' must be positive and finite, got {self.bound}.")
 
-    def __call__(self, x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+    def __call__(self, x: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
         """**Arguments:** `x`, the shape of `mask` if one was given. **Returns:** `x`."""
-        return _apply(x, self.mask, self.bound, self.mode)
+        mask = None if self.mask is None else jnp.asarray(self.mask.array)
+        return _apply(x, mask, self.bound, self.mode)

@@ -1,21 +1,72 @@
 """A numerically stable, learnable softplus with a hand-written derivative rule."""
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._typing import as_float_array, Scalar, TypedModule
+from .._checks import checked
+from .._typing import as_float, as_float_array, PyInt, Scalar, TypedModule
+
+
+@jax.custom_jvp
+def _tower(beta, x):
+    r"""$y$ and the three quantities its derivatives of every order are made of, from one
+    exponential $e = e^{-\beta|x|} \in (0, 1]$ (never overflows), $l = \log(1 + e)$ and
+    $r = 1/(1 + e) = \sigma(\beta|x|)$:
+
+    $$\begin{aligned}
+    y &= \max(x, 0) + l/\beta, \qquad s = \sigma(\beta x) =
+      \begin{cases} r & x \ge 0 \\ e\,r & x < 0 \end{cases}, \\
+    d &= \frac{\partial y}{\partial \beta} = -\frac{1}{\beta}\Big(\frac{l}{\beta}
+      + |x|\,e\,r\Big), \qquad q = \sigma(\beta x)\,\sigma(-\beta x) = e\,r^2.
+    \end{aligned}$$
+
+    Each is written without cancellation ($s$ is never $1 - \sigma$, $q$ never
+    $\sigma(1 - \sigma)$, which is 0 rather than $e^{-30}$ at $\beta x = 30$) and without a
+    product that can become $\infty \cdot 0$. Their derivatives are again made of them (the
+    rule below calls `_tower` itself), so every order is exact, including at $x = 0$, where
+    $|x|$ has no derivative: with $u = \beta x$,
+    $ds = q\,du$, $dq = q(1 - 2s)\,du$ and
+    $dd = xq\,dx + (x^2 q - 2d)/\beta\,d\beta$.
+
+    One exponential, one logarithm and one division per element serve the value and both
+    first derivatives (a training step of `jax.nn.softplus` takes two exponentials); $1/\beta$
+    is computed once per β.
+    """
+    x = jnp.asarray(x)
+    magnitude = jnp.abs(x)
+    inv_beta = 1 / beta
+    e = jnp.exp(-beta * magnitude)
+    log_term = jnp.log1p(e)
+    r = 1 / (1 + e)
+    s_neg = e * r
+    y = jnp.maximum(x, 0) + log_term * inv_beta
+    s = jnp.where(x >= 0, r, s_neg)
+    d = -(log_term * inv_beta + magnitude * s_neg) * inv_beta
+    q = s_neg * r
+    return y, s, d, q
+
+
+@_tower.defjvp
+def _tower_jvp(primals, tangents):
+    beta, x = primals
+    beta_dot, x_dot = tangents
+    x = jnp.asarray(x)
+    y, s, d, q = out = _tower(beta, x)
+    xq = x * q  # q vanishes where |x| is huge: no inf * 0
+    du = beta * x_dot + x * beta_dot
+    return out, (s * x_dot + d * beta_dot,
+                 q * du,
+                 xq * x_dot + (x * xq - 2 * d) / beta * beta_dot,
+                 q * (1 - 2 * s) * du)
 
 
 @jax.custom_jvp
 def yeast_activity(beta: Scalar, x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
     r"""$y = \operatorname{softplus}(\beta x)/\beta$, computed as
-    $\max(x, 0) + \log(1 + e^{-\beta |x|})/\beta$: the exponential never exceeds 1, so no finite
-    input overflows (the course's $\log(1 + e^{x})$ is `inf` at 500). For $\beta = 1$ this is
-    the formula of `jax.nn.softplus`, operation for operation.
+    $\max(x, 0) + \log(1 + e^{-\beta |x|})/\beta$: the exponential never exceeds 1, so no
+    finite input overflows (the course's $\log(1 + e^{x})$ is `inf` at 500).
 
     The derivative rule (`jax.custom_jvp`):
 
@@ -23,23 +74,27 @@ def yeast_activity(beta: Scalar, x: Float[ArrayLike, "*shape"]) -> Float[Array, 
     \frac{\partial y}{\partial \beta} = -\frac{1}{\beta}\Big(
     \frac{\log(1 + e^{-\beta|x|})}{\beta} + |x|\,\sigma(-\beta |x|)\Big)$$
 
-    Both are written without cancellation and without any product that can become
-    $\infty \cdot 0$; the rule is made of differentiable operations (the primal inside it is
-    this function again), so derivatives of every order are exact and finite.
+    all from the shared quantities of `_tower`, whose own rule makes derivatives of every
+    order exact and finite. (A first derivative needs only $y$, $s$ and $d$; XLA drops $q$.)
     """
-    x = jnp.asarray(x)
-    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-beta * jnp.abs(x))) / beta
+    return _tower(beta, x)[0]
 
 
 @yeast_activity.defjvp
 def _yeast_activity_jvp(primals, tangents):
     beta, x = primals
     beta_dot, x_dot = tangents
-    x = jnp.asarray(x)
-    y = yeast_activity(beta, x)
-    decay = -beta * jnp.abs(x)
-    d_beta = -(jnp.log1p(jnp.exp(decay)) / beta + jnp.abs(x) * jax.nn.sigmoid(decay)) / beta
-    return y, jax.nn.sigmoid(beta * x) * x_dot + d_beta * beta_dot
+    y, s, d, _ = _tower(beta, x)
+    return y, s * x_dot + d * beta_dot
+
+
+def _checked_beta(beta: Float[Array, "*neurons"]) -> Float[Array, "*neurons"]:
+    """β, checked at call time: an optimiser step, `eqx.tree_at` or a loaded checkpoint can
+    put it anywhere, and at β ≤ 0 the activity is ±inf or NaN, silently. The check is on β
+    alone (a few scalars, whatever the batch): an error naming the field, or under
+    `EQX_ON_ERROR=nan` NaN outputs and derivatives."""
+    return checked(beta, ~((beta > 0) & (beta < jnp.inf)),
+                   "YeastActivity: field 'beta' must be positive and finite")
 
 
 class YeastActivity(TypedModule):
@@ -54,17 +109,21 @@ class YeastActivity(TypedModule):
 
     **Fields:**
 
-    - `beta`: $\beta > 0$ (default 1), a learnable scalar array.
+    - `beta`: $\beta > 0$ (default 1), a learnable scalar array. Checked at construction
+      and again at every call (`eqx.error_if`, so also under `jax.jit` and after an optimiser
+      step, `eqx.tree_at` or a checkpoint put it out of range).
     """
 
     beta: Scalar = eqx.field(default=1.0, converter=as_float_array)
 
-    def __check_init__(self):
+    def _check_values(self):
         if not isinstance(self.beta, jax.core.Tracer):
             beta = float(self.beta)
-            if not (math.isfinite(beta) and beta > 0):
-                raise ValueError(f"YeastActivity: beta must be positive and finite, got {beta}.")
+            if not (beta > 0 and beta < float("inf")):
+                raise ValueError(
+                    f"YeastActivity: field 'beta' must be positive and finite, got {beta}.")
 
-    def __call__(self, x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+    def __call__(self, x: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
         """**Arguments:** `x`, any shape. **Returns:** the activity, elementwise."""
-        return yeast_activity(self.beta, x)
+        self.check_fields()
+        return yeast_activity(_checked_beta(self.beta), as_float(x))

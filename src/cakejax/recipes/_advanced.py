@@ -9,6 +9,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import checked
 from .._typing import (
+    as_float,
     as_float_array,
     Ingredients,
     Properties,
@@ -32,7 +33,7 @@ def ingredients(
     JAX's default float dtype. The course's cake is
     `ingredients(butter=1.0, eggs=3.0, flour=2.0, sugar=1.5)`."""
     dtype = jnp.result_type(float)
-    return jnp.stack([jnp.asarray(a, dtype) for a in (butter, eggs, flour, sugar)])
+    return jnp.stack([as_float(a).astype(dtype) for a in (butter, eggs, flour, sugar)])
 
 
 def _field(default):
@@ -82,6 +83,7 @@ class CakeProperties(TypedModule):
     def __call__(self, ingredients: Ingredients) -> Properties:
         """**Arguments:** `ingredients`, the amounts in the order of `INGREDIENTS`.
         **Returns:** `[sweetness, fluffiness, cost]` (the order of `PROPERTIES`)."""
+        self.check_fields()
         amounts = self._amounts(ingredients)
         return jnp.stack([self._sweetness(amounts), self._fluffiness(amounts), self._cost(amounts)])
 
@@ -92,14 +94,17 @@ class CakeProperties(TypedModule):
         batched `FluffinessLoss` gradient about ten times slower). A model that uses all three
         (`Deliciousness`) unpacks `__call__`'s vector: on a batch XLA fuses that gradient
         better than one built from the three methods."""
+        self.check_fields()
         return self._sweetness(self._amounts(ingredients))
 
     def fluffiness(self, ingredients: Ingredients) -> Scalar:
         """The fluffiness alone (see `sweetness`)."""
+        self.check_fields()
         return self._fluffiness(self._amounts(ingredients))
 
     def cost(self, ingredients: Ingredients) -> Scalar:
         """The cost alone (see `sweetness`)."""
+        self.check_fields()
         return self._cost(self._amounts(ingredients))
 
     def _amounts(self, ingredients):
@@ -148,6 +153,7 @@ class Deliciousness(TypedModule):
 
     def __call__(self, ingredients: Ingredients) -> Scalar:
         """**Arguments:** `ingredients`. **Returns:** the deliciousness score, a scalar."""
+        self.check_fields()
         sweetness, fluffiness, cost = self.properties(ingredients)
         return (
             -((sweetness - self.ideal_sweetness) ** 2)
@@ -183,6 +189,8 @@ class FluffinessLoss(TypedModule):
         """**Arguments:** `ingredients`. **Returns:** the loss, a scalar."""
         # One checked split of the amounts for both terms (the properties' own and the
         # target's), so that the batch is read once.
+        self.check_fields()
+        self.properties.check_fields()
         amounts = self.properties._amounts(ingredients)
         fluffiness = self.properties._fluffiness(amounts)
         target = self.target_base + _dot4(self.target_weights, amounts)
@@ -206,4 +214,8 @@ class SweetnessError(TypedModule):
     def __call__(self, ingredients: Ingredients, target: ScalarLike) -> Scalar:
         """**Arguments:** `ingredients`, and the customer's target sweetness `target`.
         **Returns:** the squared error, a scalar."""
+        self.check_fields()
+        target = as_float(target)
+        target = checked(target, ~jnp.isfinite(target),
+                         "SweetnessError: argument 'target' must be finite, got NaN or inf")
         return (self.properties.sweetness(ingredients) - target) ** 2

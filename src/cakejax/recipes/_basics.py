@@ -6,10 +6,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from .._typing import as_float_array, Scalar, ScalarLike, TypedModule
+from .._checks import checked
+from .._typing import as_float, as_float_array, Scalar, ScalarLike, TypedModule
 
 
 def _polyval(coeffs: Float[Array, " terms"], x: ScalarLike) -> Scalar:
+    x = as_float(x)
+    x = checked(x, ~jnp.isfinite(x), "Polynomial: argument 'x' must be finite, got NaN or inf")
     return jnp.polyval(coeffs, x)
 
 
@@ -32,7 +35,9 @@ class Polynomial(TypedModule):
         return cls([1.0, 2.0, -3.0, 1.0])
 
     def __call__(self, x: ScalarLike) -> Scalar:
-        """**Arguments:** `x`, the amount of the ingredient. **Returns:** $p(x)$."""
+        """**Arguments:** `x`, the amount of the ingredient (a finite real number).
+        **Returns:** $p(x)$."""
+        self.check_fields()
         return _polyval(self.coeffs, x)
 
 
@@ -41,7 +46,13 @@ def _like_logits(
     bias: Scalar,
     features: Float[ArrayLike, "cakes features"],
 ) -> Float[Array, " cakes"]:
-    return jnp.asarray(features) @ weights + bias
+    logits = jnp.asarray(features) @ weights + bias
+    # Checked on the logits, one flag per cake: NaN or infinite features (or weights) give a
+    # non-finite logit, and checking the (cakes,) logits costs a fraction of a pass over the
+    # (cakes, features) batch.
+    return checked(logits, ~jnp.isfinite(logits),
+                   "LikeModel: a cake's logit (features @ weights + bias) is NaN or infinite: "
+                   "its features, or the model's weights or bias, are not finite")
 
 
 class LikeModel(TypedModule):
@@ -81,6 +92,7 @@ class LikeModel(TypedModule):
 
     def logits(self, features: Float[ArrayLike, "cakes features"]) -> Float[Array, " cakes"]:
         r"""The log-odds $\phi \cdot w + b$ of each cake being liked."""
+        self.check_fields()
         return _like_logits(self.weights, self.bias, features)
 
     def __call__(self, features: Float[ArrayLike, "cakes features"]) -> Float[Array, " cakes"]:

@@ -5,7 +5,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Complex, Float
 
-from .._typing import as_float_array, Scalar, ScalarLike, TypedModule
+from .._checks import checked
+from .._typing import as_float, as_float_array, Scalar, ScalarLike, TypedModule
+
+
+def _finite_z(model: str, z) -> Array:
+    z = jnp.asarray(z)
+    return checked(z, ~jnp.isfinite(z), f"{model}: argument 'z' must be finite, got NaN or inf")
 
 
 class VibrationScore(TypedModule):
@@ -20,7 +26,8 @@ class VibrationScore(TypedModule):
     real_weight: Scalar = eqx.field(default=3.0, converter=as_float_array)
 
     def __call__(self, z: Complex[ArrayLike, ""]) -> Float[Array, ""]:
-        z = jnp.asarray(z)
+        self.check_fields()
+        z = _finite_z("VibrationScore", z)
         return self.real_weight * jnp.real(z) - jnp.real(z * jnp.conj(z))
 
 
@@ -28,7 +35,7 @@ class SmoothMagic(TypedModule):
     r"""The course's holomorphic spell $z^2 + z$: $f'(z) = 2z + 1$ (so $5 + 2i$ at $2 + i$)."""
 
     def __call__(self, z: Complex[ArrayLike, ""]) -> Complex[Array, ""]:
-        z = jnp.asarray(z)
+        z = _finite_z("SmoothMagic", z)
         return z**2 + z
 
 
@@ -37,7 +44,7 @@ class TrickyMagic(TypedModule):
     $\begin{pmatrix} 1 & 0 \\ 0 & -1 \end{pmatrix}$ and it has no complex derivative."""
 
     def __call__(self, z: Complex[ArrayLike, ""]) -> Complex[Array, ""]:
-        return jnp.conj(jnp.asarray(z))
+        return jnp.conj(_finite_z("TrickyMagic", z))
 
 
 class FlavorStability(TypedModule):
@@ -51,6 +58,9 @@ class FlavorStability(TypedModule):
     base: Scalar = eqx.field(default=1.0, converter=as_float_array)
 
     def __call__(self, x: ScalarLike) -> Scalar:
+        self.check_fields()
+        x = as_float(x)
+        x = checked(x, ~jnp.isfinite(x), "FlavorStability: argument 'x' must be finite, got NaN or inf")
         dtype = jnp.result_type(self.base, x)
         z = jax.lax.complex(self.base.astype(dtype), jnp.asarray(x, dtype))
         return jnp.real(z * jnp.conj(z))

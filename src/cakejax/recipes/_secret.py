@@ -4,7 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._typing import as_float_array, Scalar, TypedModule
+from .._typing import as_float, as_float_array, PyInt, Scalar, TypedModule
 
 
 class DoughMaturity(TypedModule):
@@ -20,6 +20,10 @@ class DoughMaturity(TypedModule):
     retention: Scalar = eqx.field(converter=as_float_array)
     boost: Scalar = eqx.field(converter=as_float_array)
 
-    def __call__(self, maturity: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
-        """**Arguments:** the maturity, any shape. **Returns:** the maturity an hour later."""
-        return self.retention * jnp.asarray(maturity) + self.boost
+    def __call__(self, maturity: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
+        """**Arguments:** the maturity, any shape. **Returns:** the maturity an hour later.
+
+        It is not checked for finiteness here: `FixedPoint`, which calls it at every
+        iteration, checks its iterates and their residuals itself."""
+        self.check_fields()
+        return self.retention * as_float(maturity) + self.boost
