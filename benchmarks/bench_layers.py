@@ -1,7 +1,9 @@
 """The custom-derivative layers against what they replace or compete with."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 
 import cakejax as cj
 
@@ -31,6 +33,52 @@ class SoftplusCost(cost_tracks(Softplus)):
     def setup_cache(self):
         return self.costs()
 
+
+
+class MLP(_Timed):
+    """The activation of `eqx.nn.MLP(1, 1, 32, 2)` (Equinox gives each neuron its own copy of
+    an activation module: β of shape (2, 32)): `YeastActivity` against `jax.nn.softplus`,
+    and `YeastActivity` with β frozen (`stop_gradient`: the same rule, no β to learn), over a
+    batch of B inputs. The forward pass, and a training step as the Equinox docs write it
+    (`eqx.filter_value_and_grad` of a mean squared error, optax adam,
+    `eqx.apply_updates`)."""
+
+    params = (["YeastActivity", "YeastActivity, beta frozen", "jax.nn.softplus"],
+              [256, 4096], ["forward", "train step"], list(BACKENDS))
+    param_names = ("impl", "batch", "transform", "backend")
+
+    @staticmethod
+    def problem(impl, batch, transform, backend):
+        activation = {"YeastActivity": cj.YeastActivity(),
+                      "YeastActivity, beta frozen": _FrozenYeast(cj.YeastActivity()),
+                      "jax.nn.softplus": jax.nn.softplus}[impl]
+        model = eqx.nn.MLP(1, 1, 32, 2, activation=activation, key=jax.random.key(0))
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        x = jnp.linspace(-3.0, 3.0, batch)[:, None]
+        y = jnp.sin(x)
+        if transform == "forward":
+            def forward(params, x):
+                return jax.vmap(eqx.combine(params, static))(x)
+
+            return forward, put(backend, (params, x))
+        optim = optax.adam(1e-3)
+
+        def step(params, opt_state, x, y):
+            def loss(p):
+                return jnp.mean((jax.vmap(eqx.combine(p, static))(x) - y) ** 2)
+
+            value, grads = jax.value_and_grad(loss)(params)
+            updates, opt_state = optim.update(grads, opt_state, params)
+            return eqx.apply_updates(params, updates), opt_state, value
+
+        return step, put(backend, (params, optim.init(params), x, y))
+
+
+class _FrozenYeast(eqx.Module):
+    yeast: cj.YeastActivity
+
+    def __call__(self, x):
+        return jax.lax.stop_gradient(self.yeast)(x)
 
 
 class Clip(_Timed):

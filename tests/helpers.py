@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -31,5 +35,16 @@ def serialise_roundtrip(model, tmp_path):
     structure."""
     path = tmp_path / "model.eqx"
     eqx.tree_serialise_leaves(path, model)
-    skeleton = jax.tree_util.tree_map(jnp.zeros_like, model)
+    skeleton = jax.tree_util.tree_map(
+        lambda a: jnp.zeros_like(a) if eqx.is_array(a) else a, model)
     return eqx.tree_deserialise_leaves(path, skeleton)
+
+
+def run_python(code: str, **env: str) -> str:
+    """Runs `code` in a fresh Python with the environment variables `env` set (they are read
+    when cakejax or Equinox is imported or traced), asserts that it exits cleanly, and
+    returns what it printed."""
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+import optax
+from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 from jaxtyping import TypeCheckError
 
@@ -121,3 +122,67 @@ def test_mask_shape_is_checked():
         clip(cake())
     with pytest.raises(TypeCheckError, match="'mask'"):
         cj.GradientClip(0.1, mask=[1.0, 0.0])
+
+
+def test_under_a_batch_mean_the_clip_sees_each_cotangent_divided_by_the_batch(x64):
+    # What the README says, exactly: inside jax.grad of a batch mean, example i's input
+    # gradient is clip(g_i / B); under vmap(grad) it is clip(g_i).
+    score, clip = cj.Deliciousness(), cj.GradientClip(0.1)
+    batch = jnp.stack([cake(), 1.5 * cake(), 0.5 * cake()])
+    size = batch.shape[0]
+    own = jax.vmap(jax.grad(score))(batch)
+    through_mean = jax.grad(lambda b: jnp.mean(jax.vmap(lambda v: score(clip(v)))(b)))(batch)
+    np.testing.assert_allclose(through_mean, jnp.clip(own / size, -0.1, 0.1), rtol=1e-6)
+    per_example = jax.vmap(jax.grad(lambda v: score(clip(v))))(batch)
+    np.testing.assert_allclose(per_example, jnp.clip(own, -0.1, 0.1), rtol=1e-6)
+
+
+class _Regression(eqx.Module):
+    weight: jax.Array
+    activation: cj.YeastActivity
+    steps: jax.Array  # an integer leaf: no gradient, and not clipped
+
+    def __call__(self, x):
+        return jnp.sum(self.activation(self.weight @ x))
+
+
+@settings(max_examples=15)
+@given(max_norm=st.floats(1e-6, 1e6), scale=st.floats(1e-6, 1e6))
+def test_clipped_mean_grad_is_the_dp_sgd_loop(f64, max_norm, scale):
+    key_w, key_x, key_y = jax.random.split(jax.random.key(0), 3)
+    model = _Regression(jax.random.normal(key_w, (3, 4)), cj.YeastActivity(2.0),
+                        jnp.asarray(7))
+    xs = jax.random.normal(key_x, (5, 4))
+    ys = scale * jax.random.normal(key_y, (5,))
+
+    def loss(m, example):
+        x, y = example
+        return (m(x) - y) ** 2
+
+    got = cj.clipped_mean_grad(loss, model, (xs, ys), max_norm=max_norm)
+    # The explicit loop: each example's whole gradient, its norm over every leaf, clipped.
+    clipped = []
+    for x, y in zip(xs, ys, strict=True):
+        g = eqx.filter_grad(loss)(model, (x, y))
+        leaves = jax.tree_util.tree_leaves(g)
+        norm = float(np.sqrt(sum(np.sum(np.asarray(leaf) ** 2) for leaf in leaves)))
+        clipped.append(jax.tree_util.tree_map(lambda a: a * min(1.0, max_norm / norm), g))
+    want = jax.tree_util.tree_map(lambda *a: sum(a) / len(a), *clipped)
+    assert got.steps is None
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    # And the peer: optax's per-example clip sums; the mean divides by the batch.
+    with jax.numpy_dtype_promotion("standard"):
+        grads = eqx.filter_vmap(eqx.filter_grad(loss), in_axes=(None, 0))(model, (xs, ys))
+        summed, _ = optax.per_example_global_norm_clip(jax.tree_util.tree_leaves(grads),
+                                                       max_norm)
+    for a, b in zip(jax.tree_util.tree_leaves(got), summed, strict=True):
+        np.testing.assert_allclose(a, b / 5, rtol=1e-10)
+
+
+@pytest.mark.parametrize("max_norm", [0.0, -1, float("inf"), float("nan")])
+def test_clipped_mean_grad_bad_max_norm(max_norm):
+    with pytest.raises(ValueError, match="clipped_mean_grad: max_norm must be a positive"):
+        cj.clipped_mean_grad(lambda p, e: p * e, jnp.asarray(1.0), jnp.ones(3),
+                             max_norm=max_norm)

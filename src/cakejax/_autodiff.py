@@ -82,7 +82,7 @@ def clipped_mean_grad(
     params: PyTree,
     batch: PyTree[Shaped[Array, "batch ..."]],
     *,
-    max_norm: float,
+    max_norm: float | int,
 ) -> PyTree:
     r"""The mean of per-example gradients, each clipped to norm `max_norm` first: the
     gradient of DP-SGD (Abadi et al., 2016) before its noise,

@@ -146,6 +146,19 @@ def part4() -> Iterator[Check]:
     clip = cj.GradientClip(course.BUTTER_CLIP, mask=jnp.asarray([True, False, False, False]))
     yield Check(part, "gradient with the butter component clipped to ±0.1 (custom_vjp)",
                 jax.grad(lambda v: score(clip(v)))(x), course.CLIPPED_GRAD)
+    reversal = cj.GradientReversal()
+    yield Check(part, "the same gradient through GradientReversal: the course's, negated",
+                jax.grad(lambda v: score(reversal(v)))(x),
+                -np.asarray(course.DELICIOUSNESS_GRAD), source="course")
+    half = cj.GradientScale(0.5)
+    yield Check(part, "through GradientScale(0.5), in forward mode (jacfwd): half the course's",
+                jax.jacfwd(lambda v: score(half(v)))(x),
+                0.5 * np.asarray(course.DELICIOUSNESS_GRAD), source="course")
+    rounded = cj.StraightThrough(jnp.round)
+    yield Check(part, "a cake of whole units through StraightThrough(round): the score's "
+                "gradient at round(x), as if rounding were the identity",
+                jax.grad(lambda v: score(rounded(v)))(x + 0.3),
+                jax.grad(score)(jnp.round(x + 0.3)), source="analytic")
     a, b = course.DOUGH_PARAMS
 
     def maturity(params):

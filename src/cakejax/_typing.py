@@ -13,6 +13,7 @@ once, at trace time, costing nothing afterwards).
 import dataclasses
 import functools
 import os
+import re
 import typing
 from typing import Annotated
 
@@ -95,6 +96,13 @@ def describe(value) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _expected(annotation) -> str:
+    """An annotation as an error message shows it: `Float[Array, '4']`,
+    `Literal['value', 'norm']`, `Mask | None` (no module paths)."""
+    text = annotation.__name__ if hasattr(annotation, "dim_str") else repr(annotation)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)
+
+
 class TypedModule(eqx.Module):
     """An `eqx.Module` whose fields are checked against their jaxtyping annotations, all
     fields sharing one set of dimension names: at construction (in `__check_init__`, after the
@@ -125,8 +133,7 @@ class TypedModule(eqx.Module):
                     # as the arrays they become.
                     value = jnp.asarray(value)
                 if not is_bearable(value, annotation):
-                    expected = getattr(annotation, "__name__", repr(annotation)).replace(
-                        "jaxlib._jax.Array", "Array")
+                    expected = _expected(annotation)
                     raise TypeCheckError(
                         f"{cls.__name__}: field '{name}' must be {expected}, "
                         f"got {describe(value)}."

@@ -31,7 +31,7 @@ def _scale_gradient_jvp(primals, tangents):
     x, scale = primals
     x_dot, _ = tangents
     x = jnp.asarray(x)
-    return scale_gradient(x, scale), jnp.asarray(scale, x_dot.real.dtype) * x_dot
+    return scale_gradient(x, scale), jnp.asarray(scale, x_dot.real.dtype).astype(x_dot.dtype) * x_dot
 
 
 class GradientScale(TypedModule):

@@ -1,7 +1,6 @@
 """Part 4 of the course, "Secret Family Recipes": the dough-maturation process."""
 
 import equinox as eqx
-import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from .._typing import as_float, as_float_array, PyInt, Scalar, TypedModule
