@@ -13,7 +13,7 @@ from jaxtyping import TypeCheckError
 import cakejax as cj
 from cakejax import _course as course
 
-from .helpers import assert_course, cake, cakes
+from .helpers import assert_course, cake, cakes, run_python
 
 
 BUTTER = [True, False, False, False]
@@ -118,7 +118,8 @@ def test_bad_bound(bound):
 
 def test_mask_shape_is_checked():
     clip = cj.GradientClip(0.1, mask=[True, False])
-    with pytest.raises(TypeCheckError, match="parameter 'mask'"):
+    with pytest.raises(TypeCheckError, match=r"GradientClip: field 'mask' has shape \(2,\), "
+                                             r"the input x \(4,\)"):
         clip(cake())
     with pytest.raises(TypeCheckError, match="'mask'"):
         cj.GradientClip(0.1, mask=[1.0, 0.0])
@@ -186,3 +187,14 @@ def test_clipped_mean_grad_bad_max_norm(max_norm):
     with pytest.raises(ValueError, match="clipped_mean_grad: max_norm must be a positive"):
         cj.clipped_mean_grad(lambda p, e: p * e, jnp.asarray(1.0), jnp.ones(3),
                              max_norm=max_norm)
+
+
+@pytest.mark.parametrize("mask", [[True], [True, False, True], [[True] * 4] * 2])
+def test_mask_shape_is_checked_with_type_checks_off(mask):
+    # A (1,) mask would broadcast and clip everything; others crash inside JAX: all refused.
+    out = run_python("import jax, cakejax as cj, jax.numpy as jnp\n"
+                     f"clip = cj.GradientClip(0.1, mask={mask!r})\n"
+                     "try:\n    jax.grad(lambda v: jnp.sum(clip(v) * v))(jnp.ones(4))\n"
+                     "except Exception as error:\n    print(type(error).__name__, error)\n",
+                     CAKEJAX_TYPECHECK="0")
+    assert out.startswith("TypeCheckError GradientClip: field 'mask' has shape"), out

@@ -73,4 +73,6 @@ with _typechecked:
         VibrationScore as VibrationScore,
     )
 
+from . import testing as testing  # noqa: E402 - checks for users' own layers
+
 __version__ = "0.1.0"

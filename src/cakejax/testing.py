@@ -117,7 +117,7 @@ def _classify(error: Exception) -> Outcome:
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if isinstance(error, _REFUSALS) and not any(text in message for text in _RULE_ERRORS):
         return Outcome("refuses", type(error).__name__)
-    return Outcome("crash", f"{type(error).__name__}: {message[:100]}")
+    return Outcome("crash", f"{type(error).__name__}: {message[:240]}")
 
 
 def _finite(tree) -> bool:
@@ -348,7 +348,7 @@ def check_layer(
     for label, fn, status in (("vmap = loop", flat, "works"),
                               ("vmap of grad = loop", grad, transforms["grad"].status)):
         if status != "works" or transforms["vmap"].status != "works":
-            checks[label] = Outcome("n/a", "needs vmap and the function")
+            checks[label] = Outcome("n/a", "needs vmap and " + ("grad" if fn is grad else "the layer"))
             continue
         looped = jnp.stack([fn(b) for b in batch])
         batched, outcome = _try(lambda fn=fn: jax.vmap(fn)(batch))
@@ -367,7 +367,8 @@ def check_layer(
             Outcome("wrong", f"an array of shape {dense[0][1]} for an input of "
                              f"{dense[0][0]} elements") if dense else Outcome("passes"))
 
-    return LayerReport(name or type(layer).__name__, transforms, checks)
+    name = name or getattr(layer, "__name__", None) or type(layer).__name__
+    return LayerReport(name, transforms, checks)
 
 
 def assert_layer(layer: Callable[..., Any], *example_args: Any, **options: Any) -> LayerReport:

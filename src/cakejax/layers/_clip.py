@@ -150,5 +150,12 @@ class GradientClip(TypedModule):
 
     def __call__(self, x: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
         """**Arguments:** `x`, the shape of `mask` if one was given. **Returns:** `x`."""
-        mask = None if self.mask is None else jnp.asarray(self.mask.array)
+        self.check_fields()
+        mask = None
+        if self.mask is not None:
+            if self.mask.array.shape != jnp.shape(x):
+                raise TypeCheckError(
+                    f"GradientClip: field 'mask' has shape {self.mask.array.shape}, the input "
+                    f"x {jnp.shape(x)}: they must be equal (use jax.vmap for a batch).")
+            mask = jnp.asarray(self.mask.array)
         return _apply(x, mask, self.bound, self.mode)

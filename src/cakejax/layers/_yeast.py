@@ -102,10 +102,13 @@ class YeastActivity(TypedModule):
     $\operatorname{softplus}(\beta x)/\beta$, a smooth ReLU whose sharpness $\beta$ is a
     parameter ($\beta \to \infty$ approaches $\max(x, 0)$).
 
-    Finite value and derivatives of every order for every finite float32/float64 input: 500 at
-    500 with derivative 1, and $\ge 0$ with derivative $\ge 0$ at $-500$. Supports every
-    transform: jit, vmap, grad, jvp, jacfwd, jacrev, hessian and higher derivatives, with
-    respect to the input and to $\beta$.
+    Finite value, first and second derivatives (in $x$ and $\beta$) for every finite
+    float32/float64 input: 500 at 500 with derivative 1, and $\ge 0$ with derivative $\ge 0$
+    at $-500$; derivatives of every order exact, including in the tails and at $x = 0$. (A
+    third derivative in $\beta$ computed in reverse mode multiplies by $x$ twice before a
+    vanishing factor, so it overflows to NaN where $x^2$ does: $|x| \gtrsim 10^{19}$ in
+    float32.) Supports every transform: jit, vmap, grad, jvp, jacfwd, jacrev, hessian and
+    higher derivatives, with respect to the input and to $\beta$.
 
     **Fields:**
 
