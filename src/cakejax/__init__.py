@@ -26,6 +26,11 @@ with _typechecked:
         nth_derivative as nth_derivative,
         per_example_grad as per_example_grad,
     )
+    from ._bake import (
+        optimise_recipe as optimise_recipe,
+        RecipeResult as RecipeResult,
+        RecipeSolution as RecipeSolution,
+    )
     from ._complex import (
         ascent_direction as ascent_direction,
         complex_jacobian as complex_jacobian,

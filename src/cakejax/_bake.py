@@ -1,0 +1,347 @@
+r"""Baking the best cake: maximising a score over ingredient amounts within bounds, by a
+trust-region Newton method that touches the Hessian only through Hessian-vector products.
+
+**The method.** To maximise $s(x)$ subject to $l \le x \le u$, minimise $f = -s$ over
+unconstrained variables $y$ with $x = l + y^2$ (no upper bound) or
+$x = l + (u - l)\sin^2 y$ (`_Box`): every $y$ is a feasible recipe, so no amount ever leaves
+its bounds and nothing is clipped. Each step solves the trust-region subproblem in $y$ by
+Steihaug–Toint CG (`_steihaug`: one Hessian-vector product an iteration; directions of
+negative curvature followed to the trust region's edge, so an indefinite Hessian, as the
+course's is at its own cake, is handled). A step is accepted when the actual decrease is at
+least $10^{-4}$ of the model's; the radius shrinks to a quarter of the step when the ratio
+is below $\tfrac14$ and doubles when it is above $\tfrac34$ at the edge.
+
+*Why a reparametrisation, not projection.* The course's cost has powers of the amounts:
+$x^{1.2}$ (butter) has an infinite second derivative at 0, and $x^{0.9}$ (flour) an infinite
+slope. A projected Newton method on $x$ zig-zags at such a bound (its quadratic model is
+wrong there by an unbounded amount: on the course's score it crawled, the best butter being
+$3 \cdot 10^{-5}$); in $y$ they are $|y|^{2.4}$ and $|y|^{1.8}$. At a bound ($y = 0$)
+$\partial f/\partial y = 0$ and the curvature along $y$ is $2\,\partial f/\partial x$:
+positive where the bound holds the optimum, negative where the score wants to leave it,
+which the negative-curvature steps then do (a start exactly on a bound is moved off it by
+a rounding-level amount for this).
+
+**Convergence** is the first-order (KKT) condition in $x$, made dimensionless:
+$\|x - P(x - \gamma\nabla f)\|_\infty \le \text{rtol}\cdot s_x$ with
+$\gamma = s_x^2/s_f$, $s_x = \max(\|x\|_\infty, \|x_0\|_\infty)$ and
+$s_f = \max(|f(x)|, |f(x_0)|)$ ($P$ the
+projection on the box): zero exactly where every free component of the gradient vanishes
+and every amount at a bound is pushed outward, whatever the units of the score and the
+amounts. Amounts within rounding of a bound that holds them are then put on it, where that
+does not lower the score. `RecipeSolution.projected_gradient` reports $\|P\nabla s\|_\infty$,
+the gradient with the components held at a bound zeroed.
+
+**Derivatives of the optimum** with respect to the score's parameters $\theta$ (its inexact
+array leaves) come from the optimality conditions, with the active set held fixed: the free
+components satisfy $\nabla_F f(x^\star, \theta) = 0$, so
+$H_{FF}\,\dot x_F = -\partial_\theta \nabla_F f\,\dot\theta$ and $\dot x_A = 0$. The system is
+solved matrix-free by lineax's GMRES on Hessian-vector products (`eqx.filter_custom_jvp`;
+reverse mode transposes the linear solve), which needs $H_{FF}$ nonsingular: a strict local
+maximum. The score's own derivative there is $\partial_\theta s$ (the envelope theorem).
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from ._steihaug import steihaug
+
+
+class RecipeResult(eqx.Enumeration):
+    """How `optimise_recipe` ended (`RecipeSolution.result`)."""
+
+    successful = ""
+    max_steps_reached = (
+        "optimise_recipe: no convergence within max_steps (the projected gradient is still "
+        "above rtol): raise max_steps or loosen rtol.")
+    stalled = (
+        "optimise_recipe: the trust region shrank to rounding level without meeting rtol: "
+        "the score is not smooth enough here, or rtol asks for more than the dtype gives.")
+    non_finite = (
+        "optimise_recipe: the score or its gradient became NaN or infinite at a free "
+        "ingredient amount (an infinite slope is allowed only where a bound holds it).")
+
+
+class RecipeSolution(eqx.Module):
+    """The outcome of `optimise_recipe`.
+
+    **Fields:**
+
+    - `recipe`: the ingredient amounts found (within the bounds, always).
+    - `score`: the score there.
+    - `projected_gradient`: $\\|P\\nabla s\\|_\\infty$ there, the gradient with the components
+      held at a bound zeroed (in the score's units per amount).
+    - `steps`: trust-region iterations.
+    - `evaluations`: evaluations of the score with its gradient (two per step: the trial
+      point's, and the convergence test's in the amounts' own coordinates).
+    - `hvps`: Hessian-vector products.
+    - `result`: a `RecipeResult`.
+    """
+
+    recipe: Float[Array, " n"]
+    score: Float[Array, ""]
+    projected_gradient: Float[Array, ""]
+    steps: Int[Array, ""]
+    evaluations: Int[Array, ""]
+    hvps: Int[Array, ""]
+    result: RecipeResult
+
+
+class _Config(eqx.Module):
+    rtol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+
+def _free(x, g, lower, upper):
+    return ~(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)))
+
+
+class _Box(eqx.Module):
+    r"""The bounds as a reparametrisation: $x = l + y^2$ (no upper bound) or
+    $x = l + (u - l)\sin^2 y$, so that every $y$ is feasible and the search is unconstrained.
+    At a bound ($y = 0$) $\partial f/\partial y = 0$ and the curvature along $y$ is
+    $2\,\partial f/\partial x$ (times $(u - l)$): positive where the bound holds the
+    optimum, negative where the score wants to leave it, which the trust region's
+    negative-curvature steps then do. Powers such as $x^{1.2}$ or $x^{0.9}$, whose second
+    derivatives are infinite at 0, become $|y|^{2.4}$ and $|y|^{1.8}$."""
+
+    lower: Array
+    upper: Array
+
+    def x(self, y):
+        width = self.upper - self.lower
+        bounded = jnp.isfinite(width)
+        return jnp.where(bounded, self.lower + jnp.where(bounded, width, 0) * jnp.sin(y) ** 2,
+                         self.lower + y**2)
+
+    def y(self, x):
+        width = self.upper - self.lower
+        bounded = jnp.isfinite(width)
+        fraction = (x - self.lower) / jnp.where(bounded & (width > 0), width, 1)
+        return jnp.where(bounded, jnp.arcsin(jnp.sqrt(jnp.clip(fraction, 0, 1))),
+                         jnp.sqrt(jnp.maximum(x - self.lower, 0)))
+
+
+def _kkt(x, g, lower, upper, x_scale, f_scale):
+    r"""The first-order (KKT) residual $\|x - P(x - \gamma g)\|_\infty / s_x$ with
+    $\gamma = s_x^2 / s_f$: zero exactly at a point where every free component of $g$ is 0
+    and every component at a bound is pushed outward; dimensionless."""
+    gamma = x_scale**2 / f_scale
+    step = jnp.where(jnp.isfinite(g), x - gamma * g, jnp.where(g > 0, -jnp.inf, jnp.inf))
+    return jnp.max(jnp.abs(x - jnp.clip(step, lower, upper)), initial=0) / x_scale
+
+
+def _solve(score, x0, lower, upper, config: _Config):
+    """The trust-region loop, in the unconstrained variables of `_Box`. Returns (x, f,
+    projected gradient norm, steps, hvps, code)."""
+    box = _Box(lower, upper)
+
+    def f_x(x):
+        return -score(x)
+
+    def f(y):
+        return f_x(box.x(y))
+
+    value_and_grad = jax.value_and_grad(f)
+    eps = jnp.finfo(x0.dtype).eps
+    f0 = f_x(x0)
+    x_scale = jnp.max(jnp.abs(x0))
+    x_scale = jnp.where(x_scale > 0, x_scale, 1)
+    f_scale = jnp.where(jnp.abs(f0) > 0, jnp.abs(f0), 1)
+    # A start exactly on a bound is moved off it by a rounding-level amount, so that a
+    # bound the score wants to leave is not a stationary point of the search.
+    y0 = box.y(x0)
+    y0 = jnp.where(y0 == 0, jnp.sqrt(eps) * jnp.sqrt(x_scale), y0)
+
+    def kkt(y):
+        x = box.x(y)
+        fx, g = jax.value_and_grad(f_x)(x)
+        return _kkt(x, g, lower, upper, jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
+                    jnp.maximum(jnp.abs(fx), f_scale))
+
+    def cond(state):
+        return state[-1] == 0
+
+    def body(state):
+        y, fy, gy, radius, steps, hvps, _ = state
+
+        def hvp(v):
+            return jax.jvp(jax.grad(f), (y,), (v,))[1]
+
+        everything = jnp.ones(y.shape, bool)
+        p, cg_steps, _ = steihaug(hvp, gy, everything, radius)
+        hp = hvp(p)
+        curvature = jnp.vdot(p, hp)
+        predicted = -(jnp.vdot(gy, p) + 0.5 * jnp.where(jnp.isfinite(curvature), curvature, 0))
+        f_trial, g_trial = value_and_grad(y + p)
+        ratio = (fy - f_trial) / jnp.where(predicted > 0, predicted, 1)
+        accept = (predicted > 0) & (ratio > 1e-4) & jnp.isfinite(f_trial)
+        p_norm = jnp.linalg.norm(p)
+        radius = jnp.where(~accept | (ratio < 0.25), 0.25 * p_norm,
+                           jnp.where((ratio > 0.75) & (p_norm >= 0.99 * radius),
+                                     2 * radius, radius))
+        y, fy, gy = (jnp.where(accept, y + p, y), jnp.where(accept, f_trial, fy),
+                     jnp.where(accept, g_trial, gy))
+        steps = steps + 1
+        done = kkt(y) <= config.rtol
+        y_scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.sqrt(x_scale))
+        code = jnp.where(done, 1, 0)
+        code = jnp.where(~jnp.isfinite(fy) | ~jnp.all(jnp.isfinite(gy)), 4, code)
+        code = jnp.where((code == 0) & (radius <= 4 * eps * y_scale), 3, code)
+        code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
+        return y, fy, gy, radius, steps, hvps + cg_steps + 1, code
+
+    fy0, gy0 = value_and_grad(y0)
+    radius0 = 0.1 * jnp.maximum(jnp.max(jnp.abs(y0)), jnp.sqrt(x_scale))
+    code0 = jnp.where(kkt(y0) <= config.rtol, 1, 0)
+    start = (y0, fy0, gy0, radius0, jnp.asarray(0), jnp.asarray(0), code0)
+    y, _, _, _, steps, hvps, code = jax.lax.while_loop(cond, body, start)
+    x = box.x(y)
+    # Amounts that the convergence test's projected step puts on a bound (the search in y
+    # approaches such a bound but reaches it only in the limit) are put on it, where that does
+    # not lower the score (an infinite slope at the bound, as flour^0.9 has, makes it higher).
+    fx, g = jax.value_and_grad(f_x)(x)
+    scale = jnp.maximum(jnp.max(jnp.abs(x)), x_scale)
+    gamma = scale**2 / jnp.maximum(jnp.abs(fx), f_scale)
+    projected = jnp.clip(jnp.where(jnp.isfinite(g), x - gamma * g,
+                                   jnp.where(g > 0, -jnp.inf, jnp.inf)), lower, upper)
+    near = (projected == lower) | (projected == upper)
+    # ... and only those that the bound then holds (the gradient there pushes outward): a
+    # tiny interior optimum, as butter's 3e-5, stays where it is.
+    held = ~_free(projected, jax.grad(f_x)(jnp.where(near, projected, x)), lower, upper)
+    snapped = jnp.where(near & held, projected, x)
+    f_snapped = f_x(snapped)
+    better = jnp.isfinite(f_snapped) & (f_snapped <= fx)
+    x, fx = jnp.where(better, snapped, x), jnp.where(better, f_snapped, fx)
+    g = jax.grad(f_x)(x)
+    projected = jnp.max(jnp.abs(jnp.where(_free(x, g, lower, upper), g, 0)), initial=0)
+    return x, fx, projected, steps, hvps, code
+
+
+_RESULTS = (None, RecipeResult.successful, RecipeResult.max_steps_reached,
+            RecipeResult.stalled, RecipeResult.non_finite)
+
+
+def _result(code) -> RecipeResult:
+    result = RecipeResult.successful
+    for k in (2, 3, 4):
+        result = RecipeResult.where(code == k, _RESULTS[k], result)
+    return result
+
+
+@eqx.filter_custom_jvp
+def _optimum(score, x0, lower, upper, config):
+    return _solve(score, x0, lower, upper, config)
+
+
+@_optimum.def_jvp
+def _optimum_jvp(primals, tangents):
+    score, x0, lower, upper, config = primals
+    t_score = tangents[0]
+    out = _optimum(score, x0, lower, upper, config)
+    x, fx, pg, steps, hvps, code = out
+    zeros = (jnp.zeros_like(x), jnp.zeros_like(fx), jnp.zeros_like(pg), None, None, None)
+    if not jax.tree_util.tree_leaves(t_score):
+        return out, zeros
+
+    def grad_f(s, y):
+        return -jax.grad(lambda z: s(z))(y)
+
+    g = grad_f(score, x)
+    free = _free(x, g, lower, upper)
+    # ∂_θ ∇f(x*, θ) θ̇, then H_FF ẋ_F = −(that)_F with ẋ_A = 0.
+    _, b = eqx.filter_jvp(lambda s: grad_f(s, x), (score,), (t_score,))
+    rhs = jnp.where(free, -b, 0)
+
+    def matvec(v):
+        hv = jax.jvp(lambda y: grad_f(score, y), (x,), (jnp.where(free, v, 0),))[1]
+        return jnp.where(free, hv, v)
+
+    operator = lx.FunctionLinearOperator(matvec, jax.eval_shape(lambda: rhs))
+    rtol = 64 * float(jnp.finfo(x.dtype).eps)
+    solver = lx.GMRES(rtol=rtol, atol=0.0, restart=min(20, x.size),
+                      max_steps=max(16, 4 * x.size))
+    x_dot = lx.linear_solve(operator, rhs, solver).value
+    # The score's tangent at the optimum: ∂_θ s · θ̇ (the ∇_x s · ẋ term vanishes on the free
+    # set and ẋ is zero on the active set).
+    _, score_dot = eqx.filter_jvp(lambda s: s(x), (score,), (t_score,))
+    return out, (x_dot, -score_dot, jnp.zeros_like(pg), None, None, None)
+
+
+def _bounds(name, value, x0):
+    if value is None:
+        return jnp.full(x0.shape, jnp.inf if name == "upper" else -jnp.inf, x0.dtype)
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.floating) and not jnp.issubdtype(
+            array.dtype, jnp.integer):
+        raise TypeError(f"optimise_recipe: {name} must be real numbers, got {array.dtype}.")
+    if array.shape not in ((), x0.shape):
+        raise ValueError(f"optimise_recipe: {name} must be a number or of the recipe's shape "
+                         f"{x0.shape}, got shape {array.shape}.")
+    return jnp.broadcast_to(array.astype(x0.dtype), x0.shape)
+
+
+def optimise_recipe(
+    score: Callable[[Float[Array, " n"]], Float[Array, ""]],
+    x0: Float[ArrayLike, " n"],
+    *,
+    lower: Float[ArrayLike, "..."] | float | None = 0.0,
+    upper: Float[ArrayLike, "..."] | float | None = None,
+    rtol: float | None = None,
+    max_steps: int = 200,
+    throw: bool = True,
+) -> RecipeSolution:
+    r"""Maximises `score` over ingredient amounts in $[l, u]$ from `x0` (see the module's
+    docstring for the method, its stopping rule and its derivatives).
+
+    **Arguments:**
+
+    - `score`: any cakejax score (`cj.Deliciousness()`), user callable or Equinox module
+      mapping a vector of amounts to a scalar. Its inexact array leaves are parameters the
+      optimum can be differentiated with respect to.
+    - `x0`: the starting recipe, within the bounds (checked: nothing is clipped silently).
+    - `lower`, `upper`: bounds, numbers or arrays of the recipe's shape (default: amounts
+      $\ge 0$, no upper bound; a pantry is an upper bound).
+    - `rtol`: the first-order (KKT) tolerance, relative (default $10^{-4}$ in float32,
+      $10^{-8}$ in float64).
+    - `max_steps`: trust-region iterations at most.
+    - `throw`: raise `equinox.EquinoxRuntimeError` when it does not converge (eagerly and
+      under `eqx.filter_jit`), or report it in `result`.
+
+    **Returns:** a `RecipeSolution`. Works under `jax.jit` and `jax.vmap` (one recipe per
+    customer: vmap over the score's parameters and/or `x0`).
+    """
+    x0 = jnp.asarray(x0)
+    if not jnp.issubdtype(x0.dtype, jnp.floating) or x0.ndim != 1:
+        raise TypeError(f"optimise_recipe: x0 must be a 1-d array of floats (one amount per "
+                        f"ingredient), got {x0.dtype}{list(x0.shape)}.")
+    lower, upper = _bounds("lower", lower, x0), _bounds("upper", upper, x0)
+    out = jax.eval_shape(score, x0)
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype,
+                                                                          jnp.floating)):
+        raise TypeError(f"optimise_recipe: score must return a real scalar, got "
+                        f"{jax.tree_util.tree_map(lambda a: f'{a.dtype}{list(a.shape)}', out)}.")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"optimise_recipe: max_steps must be an int >= 1, got {max_steps!r}.")
+    if rtol is None:
+        rtol = 1e-8 if x0.dtype == jnp.float64 else 1e-4
+    if not (0 < rtol < 1):
+        raise ValueError(f"optimise_recipe: rtol must be in (0, 1), got {rtol!r}.")
+    x0 = eqx.error_if(x0, jnp.any(lower > upper),
+                      "optimise_recipe: a lower bound is above its upper bound")
+    x0 = eqx.error_if(x0, ~jnp.all(jnp.isfinite(x0)),
+                      "optimise_recipe: the starting recipe x0 has NaN or infinite amounts")
+    x0 = eqx.error_if(x0, jnp.any((x0 < lower) | (x0 > upper)),
+                      "optimise_recipe: the starting recipe x0 is outside the bounds (e.g. a "
+                      "negative amount); it is not clipped silently: start inside them")
+    x, fx, pg, steps, hvps, code = _optimum(score, x0, lower, upper,
+                                            _Config(float(rtol), max_steps))
+    result = _result(code)
+    if throw:
+        x = result.error_if(x, result != RecipeResult.successful)
+    return RecipeSolution(x, -fx, pg, steps, 2 * steps + 2, hvps, result)
+

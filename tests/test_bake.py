@@ -1,0 +1,153 @@
+"""optimise_recipe: at least as good as scipy's L-BFGS-B from the same start, at a KKT point,
+never outside its bounds, differentiable through the optimum, batched over customers."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+import cakejax as cj
+
+STARTS = {
+    "the course's cake": [1.0, 3.0, 2.0, 1.5],
+    "small amounts": [0.1, 0.1, 0.1, 0.1],
+    "on the boundary (no flour)": [1.0, 3.0, 0.0, 1.5],
+    "all zero": [0.0, 0.0, 0.0, 0.0],
+    "far": [5.0, 0.5, 4.0, 3.0],
+}
+
+
+def _lbfgsb(score, x0, bounds):
+    """scipy's L-BFGS-B on the same score; where it steps onto a point the model refuses
+    (the infinite slope at flour = 0 sends it to NaN), that point scores -inf for it."""
+    dtype = jnp.asarray(x0).dtype
+
+    def negative(x):
+        try:
+            value, grad = jax.value_and_grad(score)(jnp.asarray(x, dtype))
+        except Exception:  # noqa: BLE001 - the model's domain error
+            return np.inf, np.zeros_like(x)
+        return -float(value), -np.asarray(grad, np.float64)
+
+    return scipy.optimize.minimize(negative, np.asarray(x0, np.float64), jac=True,
+                                   method="L-BFGS-B", bounds=bounds)
+
+
+@pytest.mark.parametrize("start", list(STARTS))
+def test_at_least_as_good_as_lbfgsb(x64, start):
+    score = cj.Deliciousness()
+    x0 = jnp.asarray(STARTS[start], jnp.result_type(float))
+    solution = cj.optimise_recipe(score, x0)
+    reference = _lbfgsb(score, x0, [(0, None)] * 4)
+    assert solution.result == cj.RecipeResult.successful
+    assert np.all(np.asarray(solution.recipe) >= 0)
+    np.testing.assert_allclose(solution.score, score(solution.recipe), rtol=1e-6)
+    # At least L-BFGS-B's score, to the float precision of the score.
+    eps = float(jnp.finfo(x0.dtype).eps)
+    assert float(solution.score) >= -reference.fun - 64 * eps * abs(reference.fun)
+    # First order (KKT): the gradient vanishes on the free amounts, relative to the scale
+    # of the gradient at the start.
+    g0 = float(jnp.max(jnp.abs(jax.grad(score)(x0 + 1.0))))
+    assert float(solution.projected_gradient) <= (1e-3 if eps > 1e-10 else 1e-6) * g0
+
+
+def test_the_course_optimum_in_float64(f64):
+    # Every start reaches the same recipe: no flour (its cost's slope is infinite at 0, so
+    # the bound holds it), butter 3.2e-5 (where its cost's slope 0.3 b^0.2 balances the
+    # rest), and the rest interior.
+    recipes = [cj.optimise_recipe(cj.Deliciousness(), jnp.asarray(x0)).recipe
+               for x0 in STARTS.values()]
+    for recipe in recipes:
+        np.testing.assert_allclose(recipe, recipes[0], rtol=1e-5, atol=1e-9)
+    assert recipes[0][2] == 0.0
+    np.testing.assert_allclose(recipes[0], [3.199e-5, 4.155, 0.0, 1.7076], rtol=1e-3)
+
+
+def test_a_pantry_is_an_upper_bound(f64):
+    pantry = jnp.asarray([jnp.inf, 2.0, jnp.inf, 1.0])
+    solution = cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, 1.0, 1.0, 0.5]),
+                                  upper=pantry)
+    recipe = np.asarray(solution.recipe)
+    assert np.all(recipe <= np.asarray(pantry)) and np.all(recipe >= 0)
+    np.testing.assert_array_equal(recipe[[1, 3]], [2.0, 1.0])  # both wanted more
+    reference = _lbfgsb(cj.Deliciousness(), jnp.asarray([1.0, 1.0, 1.0, 0.5]),
+                        [(0, None), (0, 2.0), (0, None), (0, 1.0)])
+    assert float(solution.score) >= -reference.fun - 1e-9
+
+
+def test_a_user_score_and_scales(f64):
+    # A concave quadratic with its maximum at c > 0, scaled by 1e-12 .. 1e12: same recipe.
+    c = jnp.asarray([0.5, 2.0, 3.0])
+    for scale in (1e-12, 1.0, 1e12):
+        solution = cj.optimise_recipe(lambda x, s=scale: -s * jnp.sum((x - c) ** 2),
+                                      jnp.ones(3))
+        np.testing.assert_allclose(solution.recipe, c, rtol=1e-7)
+
+
+def test_derivative_of_the_best_recipe(f64):
+    # "How does the best recipe change if customers want it sweeter?"
+    x0 = jnp.asarray([1.0, 3.0, 2.0, 1.5])
+
+    def best(ideal):
+        return cj.optimise_recipe(cj.Deliciousness(ideal_sweetness=ideal), x0).recipe
+
+    h = 1e-4
+    finite_difference = (best(10.0 + h) - best(10.0 - h)) / (2 * h)
+    np.testing.assert_allclose(jax.jacfwd(best)(10.0), finite_difference, rtol=1e-5,
+                               atol=1e-10)
+    np.testing.assert_allclose(jax.jacrev(best)(10.0), finite_difference, rtol=1e-5,
+                               atol=1e-10)
+    assert jax.jacfwd(best)(10.0)[2] == 0.0  # flour is held at its bound
+    # The best score's derivative is the score's own (envelope theorem).
+    best_score = lambda s: cj.optimise_recipe(  # noqa: E731
+        cj.Deliciousness(ideal_sweetness=s), x0).score
+    np.testing.assert_allclose(jax.grad(best_score)(10.0),
+                               (best_score(10.0 + h) - best_score(10.0 - h)) / (2 * h),
+                               rtol=1e-6)
+
+
+def test_per_customer_recipes_under_vmap_and_jit(f64):
+    ideals = jnp.linspace(9.0, 11.0, 4)
+    x0 = jnp.asarray([1.0, 3.0, 2.0, 1.5])
+
+    def best(ideal):
+        return cj.optimise_recipe(cj.Deliciousness(ideal_sweetness=ideal), x0).recipe
+
+    batched = eqx.filter_jit(jax.vmap(best))(ideals)
+    looped = jnp.stack([best(i) for i in ideals])
+    np.testing.assert_allclose(batched, looped, rtol=1e-7, atol=1e-12)
+
+
+def test_not_converging_raises_or_flags():
+    x0 = jnp.asarray([1.0, 3.0, 2.0, 1.5])
+    with pytest.raises(eqx.EquinoxRuntimeError, match="no convergence within max_steps"):
+        cj.optimise_recipe(cj.Deliciousness(), x0, max_steps=2)
+    solution = cj.optimise_recipe(cj.Deliciousness(), x0, max_steps=2, throw=False)
+    assert solution.result == cj.RecipeResult.max_steps_reached
+    assert np.all(np.asarray(solution.recipe) >= 0)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: cj.optimise_recipe(cj.CakeProperties(), jnp.ones(4)), TypeError,
+     "score must return a real scalar"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones((2, 4))), TypeError,
+     "parameter 'x0'"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(3)), TypeError,
+     "parameter 'ingredients'"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, -1.0, 2.0, 1.5])),
+     eqx.EquinoxRuntimeError, "outside the bounds"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, jnp.nan, 2.0, 1.5])),
+     eqx.EquinoxRuntimeError, "NaN or infinite amounts"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), lower=2.0, upper=1.0),
+     eqx.EquinoxRuntimeError, "lower bound is above its upper bound"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), upper=jnp.ones(3)),
+     ValueError, "upper must be a number or of the recipe's shape"),
+    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), rtol=2.0), ValueError,
+     "rtol must be in"),
+], ids=["score not scalar", "recipe not a vector", "recipe of 3 amounts", "negative start", "NaN start",
+        "lower above upper", "bounds of the wrong shape", "bad rtol"])
+def test_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
