@@ -31,6 +31,7 @@ with _typechecked:
         RecipeResult as RecipeResult,
         RecipeSolution as RecipeSolution,
     )
+    from ._customers import optimise_recipes as optimise_recipes
     from ._complex import (
         ascent_direction as ascent_direction,
         complex_jacobian as complex_jacobian,

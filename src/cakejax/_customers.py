@@ -1,0 +1,87 @@
+r"""One best recipe per customer, for millions of customers, on one device or sharded over
+many with `jax.sharding`."""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import ArrayLike, Float
+
+from ._bake import optimise_recipe, RecipeSolution
+
+
+def _batch_size(scores) -> int:
+    sizes = {leaf.shape[0] if leaf.ndim else None
+             for leaf in jax.tree_util.tree_leaves(eqx.filter(scores, eqx.is_array))}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            "optimise_recipes: every array of `scores` must have the customers as its leading "
+            f"axis, of one length; got leading lengths {sorted(map(str, sizes))}. Build "
+            "them with eqx.filter_vmap, e.g. eqx.filter_vmap(lambda s: "
+            "cj.Deliciousness(ideal_sweetness=s))(ideals).")
+    return sizes.pop()
+
+
+def optimise_recipes(
+    scores: Any,
+    x0: Float[ArrayLike, "..."],
+    *,
+    mesh: Mesh | None = None,
+    axis: str = "customers",
+    **options: Any,
+) -> RecipeSolution:
+    r"""`optimise_recipe` for every customer at once: `jax.vmap` over a batch of scores
+    (one per customer, each with its own parameters: ideal sweetness and fluffiness, say),
+    compiled once with `eqx.filter_jit`.
+
+    With a `mesh` the customers are split over its devices (`NamedSharding` over the batch
+    axis, `PartitionSpec(axis)`): each device optimises its own customers, with no
+    communication, and the solution stays sharded the same way (no gather of the batch).
+    Each customer's optimisation is independent, so the results are the same as on one
+    device: bitwise (tested on 8 devices).
+
+    **Arguments:**
+
+    - `scores`: a batch of scores, every array with the customers as its leading axis
+      (`eqx.filter_vmap(lambda s: cj.Deliciousness(ideal_sweetness=s))(ideals)`).
+    - `x0`: the starting recipe, shared `(n,)` or one per customer `(customers, n)`.
+    - `mesh`: a `jax.sharding.Mesh` with an axis named `axis`, whose size divides the
+      number of customers; `None` runs where the inputs are.
+    - `options`: passed to `optimise_recipe` (`lower`, `upper`, `rtol`, `max_steps`,
+      `throw`).
+
+    **Returns:** a `RecipeSolution` whose arrays have the customers as their leading axis.
+    """
+    customers = _batch_size(scores)
+    x0 = jnp.asarray(x0)
+    per_customer = x0.ndim == 2
+    if per_customer and x0.shape[0] != customers:
+        raise ValueError(f"optimise_recipes: x0 has {x0.shape[0]} recipes for {customers} "
+                         "customers.")
+    if mesh is not None:
+        if axis not in mesh.axis_names:
+            raise ValueError(f"optimise_recipes: the mesh has no axis {axis!r} (its axes: "
+                             f"{mesh.axis_names}).")
+        devices = mesh.shape[axis]
+        if customers % devices:
+            raise ValueError(
+                f"optimise_recipes: {customers} customers do not split evenly over the "
+                f"mesh's {devices} devices along {axis!r}; pad the batch to a multiple of "
+                f"{devices} (nothing is dropped or padded silently).")
+        sharded = NamedSharding(mesh, PartitionSpec(axis))
+        scores = eqx.filter_shard(scores, sharded)
+        x0 = jax.device_put(x0, sharded if per_customer else NamedSharding(mesh,
+                                                                             PartitionSpec()))
+    return _batched(scores, x0, per_customer, tuple(sorted(options.items())))
+
+
+@eqx.filter_jit
+def _batched(scores, x0, per_customer, options) -> RecipeSolution:
+    def one(score, start):
+        return optimise_recipe(score, start, **dict(options))
+
+    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), 0 if per_customer else None))(
+        scores, x0)
+
