@@ -151,3 +151,42 @@ def test_not_converging_raises_or_flags():
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_callback_sees_every_step():
+    seen = []
+    solution = cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, 3.0, 2.0, 1.5]),
+                                  callback=lambda step, recipe, value: seen.append(
+                                      (int(step), float(value))))
+    jax.effects_barrier()
+    assert [step for step, _ in seen] == list(range(1, int(solution.steps) + 1))
+    values = [value for _, value in seen]
+    assert all(b >= a for a, b in zip(values, values[1:]))  # accepted steps only go up
+    np.testing.assert_allclose(values[-1], solution.score, rtol=1e-6)
+
+
+def test_many_customers_all_converge():
+    # Customers' ideals drawn around the course's, in float32: every one converges (the
+    # ratio test no longer stalls once the predicted decrease is below rounding).
+    key_s, key_f = jax.random.split(jax.random.key(0))
+    ideals = 10.0 + jax.random.normal(key_s, (512,))
+    fluffy = 5.0 + 0.5 * jax.random.normal(key_f, (512,))
+    scores = eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s,
+                                                            ideal_fluffiness=f))(ideals, fluffy)
+    solution = cj.optimise_recipes(scores, jnp.asarray([1.0, 3.0, 2.0, 1.5]), throw=False)
+    assert bool(jnp.all(solution.result == cj.RecipeResult.successful))
+    assert bool(jnp.all(solution.recipe >= 0))
+
+
+def test_bake_command(tmp_path):
+    from cakejax import _bake_command
+
+    lines = []
+    png = tmp_path / "path.png"
+    assert _bake_command.run(customers=64, plot=str(png), chunk=32, output=lines.append) == 0
+    lines = "\n".join(lines).splitlines()
+    assert lines[0].startswith("The course's cake: deliciousness -3.1900 -> -1.4963")
+    flour = next(line for line in lines if line.split()[:1] == ["flour"])
+    assert flour.split()[1:] == ["2.0000", "0"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert lines[-1].startswith("64 customers' recipes: 64 converged")

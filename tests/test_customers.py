@@ -88,3 +88,65 @@ def test_eight_devices_give_one_devices_results_and_keep_the_batch_sharded():
     for line in (lines[1], lines[3]):
         assert line.startswith("optimise_recipes: 12 customers do not split evenly over the "
                                "mesh's 8 devices"), line
+
+
+_WORKER = textwrap.dedent('''
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, process = sys.argv[1], int(sys.argv[2])
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
+                               process_id=process, initialization_timeout=60)
+    import equinox as eqx, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    import cakejax as cj
+    assert jax.process_count() == 2 and jax.device_count() == 2
+    mesh = Mesh(np.asarray(jax.devices()), ("customers",))
+    sharding = NamedSharding(mesh, PartitionSpec("customers"))
+    # This process owns half the customers: it builds only their scores, and JAX assembles
+    # the global batch from each process's half.
+    ideals = np.linspace(8.0, 12.0, 8, dtype=np.float32)[4 * process:4 * (process + 1)]
+    mine = eqx.filter_vmap(lambda s: cj.Deliciousness(ideal_sweetness=s))(jnp.asarray(ideals))
+    scores = jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
+        if eqx.is_array(a) else a, mine)
+    solution = cj.optimise_recipes(scores, jnp.asarray([1.0, 3.0, 2.0, 1.5]), mesh=mesh)
+    (shard,) = solution.recipe.addressable_shards
+    print(json.dumps({"process": process, "rows": [shard.index[0].start, shard.index[0].stop],
+                      "recipes": np.asarray(shard.data).tolist()}))
+''')
+
+
+def test_two_processes_each_owning_half_the_customers(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(_WORKER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = [subprocess.Popen([sys.executable, str(worker), str(port), str(i)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=os.environ.copy()) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=240) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (out, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    halves = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    got = np.zeros((8, 4), np.float32)
+    for half in halves:
+        assert half["rows"] == [4 * half["process"], 4 * half["process"] + 4]
+        got[slice(*half["rows"])] = half["recipes"]
+    scores = eqx.filter_vmap(lambda s: cj.Deliciousness(ideal_sweetness=s))(
+        jnp.linspace(8.0, 12.0, 8, dtype=jnp.float32))
+    single = np.asarray(cj.optimise_recipes(scores, jnp.asarray([1.0, 3.0, 2.0, 1.5])).recipe)
+    # As on eight devices: equal to the optimiser's tolerance (float32, rtol 1e-4 of the
+    # amounts' scale), not bitwise.
+    assert np.max(np.abs(got - single)) <= 1e-4 * np.max(np.abs(single))

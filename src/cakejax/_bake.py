@@ -41,6 +41,7 @@ maximum. The score's own derivative there is $\partial_\theta s$ (the envelope t
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -94,6 +95,7 @@ class RecipeSolution(eqx.Module):
 class _Config(eqx.Module):
     rtol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    callback: Callable | None = eqx.field(static=True, default=None)
 
 
 def _free(x, g, lower, upper):
@@ -158,28 +160,44 @@ def _solve(score, x0, lower, upper, config: _Config):
     y0 = jnp.where(y0 == 0, jnp.sqrt(eps) * jnp.sqrt(x_scale), y0)
 
     def kkt(y):
+        """The KKT residual at y, and the gradient in x there."""
         x = box.x(y)
         fx, g = jax.value_and_grad(f_x)(x)
         return _kkt(x, g, lower, upper, jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
-                    jnp.maximum(jnp.abs(fx), f_scale))
+                    jnp.maximum(jnp.abs(fx), f_scale)), g
+
+    def held(y, gx):
+        """Amounts that have reached a bound exactly (y underflowed, or sin² rounded to 0 or
+        1) and that the gradient holds there: frozen, since their y-derivatives can be 0/0
+        there (x^0.9 at x = 0)."""
+        x = box.x(y)
+        return ((x <= lower) | (x >= upper)) & ~_free(x, gx, lower, upper)
 
     def cond(state):
         return state[-1] == 0
 
     def body(state):
-        y, fy, gy, radius, steps, hvps, _ = state
+        y, fy, gy, gx, radius, steps, hvps, _ = state
+        frozen = held(y, gx)
+        gy = jnp.where(frozen, 0, gy)
 
         def hvp(v):
             return jax.jvp(jax.grad(f), (y,), (v,))[1]
 
-        everything = jnp.ones(y.shape, bool)
-        p, cg_steps, _ = steihaug(hvp, gy, everything, radius)
-        hp = hvp(p)
+        p, cg_steps, _ = steihaug(hvp, gy, ~frozen, radius)
+        hp = jnp.where(frozen, 0, hvp(p))
         curvature = jnp.vdot(p, hp)
         predicted = -(jnp.vdot(gy, p) + 0.5 * jnp.where(jnp.isfinite(curvature), curvature, 0))
         f_trial, g_trial = value_and_grad(y + p)
         ratio = (fy - f_trial) / jnp.where(predicted > 0, predicted, 1)
-        accept = (predicted > 0) & (ratio > 1e-4) & jnp.isfinite(f_trial)
+        # Near the optimum the predicted decrease falls below the rounding of f itself, and
+        # the ratio is noise: there a step that does not raise f beyond rounding is taken
+        # (the KKT test, on gradients, decides convergence), and the radius is kept.
+        rounding = 16 * eps * jnp.abs(fy)
+        in_noise = (predicted > 0) & (predicted <= rounding)
+        accept = jnp.isfinite(f_trial) & (predicted > 0) & (
+            (ratio > 1e-4) | (in_noise & (f_trial <= fy + rounding)))
+        ratio = jnp.where(in_noise & accept, 0.5, ratio)
         p_norm = jnp.linalg.norm(p)
         radius = jnp.where(~accept | (ratio < 0.25), 0.25 * p_norm,
                            jnp.where((ratio > 0.75) & (p_norm >= 0.99 * radius),
@@ -187,19 +205,23 @@ def _solve(score, x0, lower, upper, config: _Config):
         y, fy, gy = (jnp.where(accept, y + p, y), jnp.where(accept, f_trial, fy),
                      jnp.where(accept, g_trial, gy))
         steps = steps + 1
-        done = kkt(y) <= config.rtol
+        if config.callback is not None:
+            jax.debug.callback(config.callback, steps, box.x(y), -fy)
+        residual, gx = kkt(y)
         y_scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.sqrt(x_scale))
-        code = jnp.where(done, 1, 0)
-        code = jnp.where(~jnp.isfinite(fy) | ~jnp.all(jnp.isfinite(gy)), 4, code)
+        code = jnp.where(residual <= config.rtol, 1, 0)
+        finite = jnp.isfinite(fy) & jnp.all(jnp.isfinite(jnp.where(held(y, gx), 0, gy)))
+        code = jnp.where(~finite, 4, code)
         code = jnp.where((code == 0) & (radius <= 4 * eps * y_scale), 3, code)
         code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
-        return y, fy, gy, radius, steps, hvps + cg_steps + 1, code
+        return y, fy, gy, gx, radius, steps, hvps + cg_steps + 1, code
 
     fy0, gy0 = value_and_grad(y0)
     radius0 = 0.1 * jnp.maximum(jnp.max(jnp.abs(y0)), jnp.sqrt(x_scale))
-    code0 = jnp.where(kkt(y0) <= config.rtol, 1, 0)
-    start = (y0, fy0, gy0, radius0, jnp.asarray(0), jnp.asarray(0), code0)
-    y, _, _, _, steps, hvps, code = jax.lax.while_loop(cond, body, start)
+    residual0, gx0 = kkt(y0)
+    code0 = jnp.where(residual0 <= config.rtol, 1, 0)
+    start = (y0, fy0, gy0, gx0, radius0, jnp.asarray(0), jnp.asarray(0), code0)
+    y, _, _, _, _, steps, hvps, code = jax.lax.while_loop(cond, body, start)
     x = box.x(y)
     # Amounts that the convergence test's projected step puts on a bound (the search in y
     # approaches such a bound but reaches it only in the limit) are put on it, where that does
@@ -212,8 +234,8 @@ def _solve(score, x0, lower, upper, config: _Config):
     near = (projected == lower) | (projected == upper)
     # ... and only those that the bound then holds (the gradient there pushes outward): a
     # tiny interior optimum, as butter's 3e-5, stays where it is.
-    held = ~_free(projected, jax.grad(f_x)(jnp.where(near, projected, x)), lower, upper)
-    snapped = jnp.where(near & held, projected, x)
+    stays = ~_free(projected, jax.grad(f_x)(jnp.where(near, projected, x)), lower, upper)
+    snapped = jnp.where(near & stays, projected, x)
     f_snapped = f_x(snapped)
     better = jnp.isfinite(f_snapped) & (f_snapped <= fx)
     x, fx = jnp.where(better, snapped, x), jnp.where(better, f_snapped, fx)
@@ -294,6 +316,7 @@ def optimise_recipe(
     rtol: float | None = None,
     max_steps: int = 200,
     throw: bool = True,
+    callback: Callable[[Any, Any, Any], Any] | None = None,
 ) -> RecipeSolution:
     r"""Maximises `score` over ingredient amounts in $[l, u]$ from `x0` (see the module's
     docstring for the method, its stopping rule and its derivatives).
@@ -311,6 +334,8 @@ def optimise_recipe(
     - `max_steps`: trust-region iterations at most.
     - `throw`: raise `equinox.EquinoxRuntimeError` when it does not converge (eagerly and
       under `eqx.filter_jit`), or report it in `result`.
+    - `callback`: called on the host after every step as `callback(step, recipe, score)`
+      (through `jax.debug.callback`), e.g. to draw a progress bar or record the path.
 
     **Returns:** a `RecipeSolution`. Works under `jax.jit` and `jax.vmap` (one recipe per
     customer: vmap over the score's parameters and/or `x0`).
@@ -339,7 +364,7 @@ def optimise_recipe(
                       "optimise_recipe: the starting recipe x0 is outside the bounds (e.g. a "
                       "negative amount); it is not clipped silently: start inside them")
     x, fx, pg, steps, hvps, code = _optimum(score, x0, lower, upper,
-                                            _Config(float(rtol), max_steps))
+                                            _Config(float(rtol), max_steps, callback))
     result = _result(code)
     if throw:
         x = result.error_if(x, result != RecipeResult.successful)

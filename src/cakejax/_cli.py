@@ -18,6 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "transforms", help="try every layer under every JAX transform and print the table"
     )
+    bake = commands.add_parser(
+        "bake", help="optimise the course's cake (and, with --customers, many customers')")
+    bake.add_argument("--customers", type=int, default=0,
+                      help="also optimise this many customers' recipes (progress bar)")
+    bake.add_argument("--plot", metavar="PNG", help="write the score along the way to PNG "
+                                                    "(needs the plot extra: matplotlib)")
+    bake.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
     args = parser.parse_args(argv)
 
     if getattr(args, "x64", False):
@@ -31,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(_transforms.table())
         return 0
+    if args.command == "bake":
+        from . import _bake_command
+
+        if args.customers < 0:
+            parser.error(f"--customers must be >= 0, got {args.customers}")
+        return _bake_command.run(args.customers, args.plot)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

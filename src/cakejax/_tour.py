@@ -200,7 +200,27 @@ def part4() -> Iterator[Check]:
                 source="analytic")
 
 
-PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2, part3, part4)
+def part5() -> Iterator[Check]:
+    part = "The end of the story: the best cake (Hessian-vector products, trust region)"
+    x = _cake()
+    score = cj.Deliciousness()
+    best = cj.optimise_recipe(score, x)
+    yield Check(part, "optimise_recipe from the course's cake: a better score, amounts >= 0",
+                (bool(best.score > score(x)), bool(jnp.all(best.recipe >= 0))), (True, True),
+                source="analytic", note=f"{float(score(x)):.4f} -> {float(best.score):.4f}, "
+                f"recipe [{', '.join(f'{v:.5g}' for v in np.asarray(best.recipe))}]")
+    yield Check(part, "no flour: its cost's slope is infinite at 0, so the bound holds it",
+                best.recipe[2], 0.0, source="analytic")
+
+    def best_recipe(ideal):
+        return cj.optimise_recipe(cj.Deliciousness(ideal_sweetness=ideal), x).recipe
+
+    yield Check(part, "d(best recipe)/d(ideal sweetness), implicit differentiation: forward "
+                "mode = reverse mode (tests: = finite differences in float64)",
+                jax.jacfwd(best_recipe)(10.0), jax.jacrev(best_recipe)(10.0), source="jacrev")
+
+
+PARTS: tuple[Callable[[], Iterator[Check]], ...] = (part1, part2, part3, part4, part5)
 
 
 def checks() -> list[Check]:
