@@ -43,6 +43,9 @@ def test_bad_batches():
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("shops",))
     with pytest.raises(ValueError, match="the mesh has no axis 'customers'"):
         cj.optimise_recipes(_scores(4), x0, mesh=mesh)
+    with pytest.raises(RuntimeError, match="has 1 JAX process.*not 2: jax.distributed is not "
+                                           "initialised"):
+        cj.customers_from_processes(_scores(4), mesh, processes=2)
 
 
 _EIGHT_DEVICES = textwrap.dedent('''
@@ -107,9 +110,8 @@ _WORKER = textwrap.dedent('''
     # the global batch from each process's half.
     ideals = np.linspace(8.0, 12.0, 8, dtype=np.float32)[4 * process:4 * (process + 1)]
     mine = eqx.filter_vmap(lambda s: cj.Deliciousness(ideal_sweetness=s))(jnp.asarray(ideals))
-    scores = jax.tree.map(
-        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
-        if eqx.is_array(a) else a, mine)
+    scores = cj.customers_from_processes(mine, mesh, processes=2)
+    assert scores.ideal_sweetness.shape == (8,) and scores.ideal_sweetness.sharding == sharding
     solution = cj.optimise_recipes(scores, jnp.asarray([1.0, 3.0, 2.0, 1.5]), mesh=mesh)
     (shard,) = solution.recipe.addressable_shards
     print(json.dumps({"process": process, "rows": [shard.index[0].start, shard.index[0].stop],

@@ -31,7 +31,10 @@ with _typechecked:
         RecipeResult as RecipeResult,
         RecipeSolution as RecipeSolution,
     )
-    from ._customers import optimise_recipes as optimise_recipes
+    from ._customers import (
+        customers_from_processes as customers_from_processes,
+        optimise_recipes as optimise_recipes,
+    )
     from ._complex import (
         ascent_direction as ascent_direction,
         complex_jacobian as complex_jacobian,

@@ -6,6 +6,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import ArrayLike, Float
 
@@ -85,3 +86,36 @@ def _batched(scores, x0, per_customer, options) -> RecipeSolution:
     return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), 0 if per_customer else None))(
         scores, x0)
 
+
+
+def customers_from_processes(
+    local_scores: Any, mesh: Mesh, *, axis: str = "customers", processes: int | None = None
+) -> Any:
+    """The global batch of scores from each process's own customers (multi-process runs,
+    after `jax.distributed.initialize`): every process passes the scores of the customers it
+    owns, all with the same number of customers, and gets back arrays sharded over `mesh`
+    (`jax.make_array_from_process_local_data`), ready for `optimise_recipes(..., mesh=mesh)`.
+
+    **Arguments:**
+
+    - `local_scores`: this process's customers' scores (leading axis: its customers).
+    - `mesh`: a mesh over every process's devices (`jax.devices()`), with an axis `axis`.
+    - `processes`: how many processes the run is meant to have. When given, a different
+      `jax.process_count()` is an error: forgetting `jax.distributed.initialize` would
+      otherwise leave each process optimising its own customers as if they were all of
+      them, silently.
+    """
+    if processes is not None and jax.process_count() != processes:
+        raise RuntimeError(
+            f"customers_from_processes: this run has {jax.process_count()} JAX process(es), "
+            f"not {processes}: jax.distributed is not initialised (call "
+            "jax.distributed.initialize(coordinator_address=..., num_processes=..., "
+            "process_id=...) in every process before anything else in JAX).")
+    _batch_size(local_scores)
+    if axis not in mesh.axis_names:
+        raise ValueError(f"customers_from_processes: the mesh has no axis {axis!r} (its axes: "
+                         f"{mesh.axis_names}).")
+    sharding = NamedSharding(mesh, PartitionSpec(axis))
+    return jax.tree_util.tree_map(
+        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
+        if eqx.is_array(a) else a, local_scores)
