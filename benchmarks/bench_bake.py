@@ -46,14 +46,16 @@ class RecipesMemory(Suite):
     """XLA's temporary memory for 10⁶ customers' recipes at once on one CPU (compiled, not
     run: a run takes minutes here; `RecipesPerDevice` measures the throughput)."""
 
+    params = ([1_000_000],)
+    param_names = ("customers",)
     timeout = 600
 
     def setup_cache(self):
-        scores, x0 = _customers(1_000_000), jnp.asarray(_CAKE)
-        return xla_cost(lambda s, x: cj.optimise_recipes(s, x).recipe, scores, x0)
+        return {n: xla_cost(lambda s, x: cj.optimise_recipes(s, x).recipe, _customers(n),
+                            jnp.asarray(_CAKE)) for n in self.params[0]}
 
-    def track_temp_bytes(self, cost):
-        return cost["temp bytes"]
+    def track_temp_bytes(self, costs, customers):
+        return costs[customers]["temp bytes"]
 
     track_temp_bytes.unit = "bytes"
 
