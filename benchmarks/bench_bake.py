@@ -32,6 +32,7 @@ class Recipes(_Timed):
 
     params = ([1, 1000, 1_000_000], list(BACKENDS))
     param_names = ("customers", "backend")
+    timeout = 600
 
     @staticmethod
     def problem(customers, backend):
