@@ -271,7 +271,7 @@ def _optimum_jvp(primals, tangents):
         return out, zeros
 
     def grad_f(s, y):
-        return -jax.grad(lambda z: s(z))(y)
+        return -jax.grad(s)(y)
 
     g = grad_f(score, x)
     free = _free(x, g, lower, upper)

@@ -25,6 +25,12 @@ def _batch_size(scores) -> int:
     return sizes.pop()
 
 
+def _check_axis(function: str, mesh: Mesh, axis: str) -> None:
+    if axis not in mesh.axis_names:
+        raise ValueError(f"{function}: the mesh has no axis {axis!r} (its axes: "
+                         f"{mesh.axis_names}).")
+
+
 def optimise_recipes(
     scores: Any,
     x0: Float[ArrayLike, "..."],
@@ -62,9 +68,7 @@ def optimise_recipes(
         raise ValueError(f"optimise_recipes: x0 has {x0.shape[0]} recipes for {customers} "
                          "customers.")
     if mesh is not None:
-        if axis not in mesh.axis_names:
-            raise ValueError(f"optimise_recipes: the mesh has no axis {axis!r} (its axes: "
-                             f"{mesh.axis_names}).")
+        _check_axis("optimise_recipes", mesh, axis)
         devices = mesh.shape[axis]
         if customers % devices:
             raise ValueError(
@@ -112,9 +116,7 @@ def customers_from_processes(
             "jax.distributed.initialize(coordinator_address=..., num_processes=..., "
             "process_id=...) in every process before anything else in JAX).")
     _batch_size(local_scores)
-    if axis not in mesh.axis_names:
-        raise ValueError(f"customers_from_processes: the mesh has no axis {axis!r} (its axes: "
-                         f"{mesh.axis_names}).")
+    _check_axis("customers_from_processes", mesh, axis)
     sharding = NamedSharding(mesh, PartitionSpec(axis))
     return jax.tree_util.tree_map(
         lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
