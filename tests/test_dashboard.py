@@ -78,10 +78,22 @@ def test_dashboard_plots_the_committed_results_offline(dashboard, browser):
     """))
     labels = " ".join(label for label, _ in series)
     assert "cakejax" in labels and "course" in labels, series
-    # The grid page draws a thumbnail per benchmark.
+    # The grid page draws a benchmark's thumbnail when it scrolls into view: scroll through the
+    # page, then every benchmark in the published index must have its plot drawn.
     browser.get(url)
-    thumbnails = WebDriverWait(browser, 60).until(lambda d: d.execute_script("""
-        var n = jQuery('.benchmark-container canvas, .benchmark-plot canvas').length;
-        return n > 0 ? n : null;
+    expected = WebDriverWait(browser, 60).until(lambda d: d.execute_script("""
+        var n = jQuery('.benchmark-plot').length;
+        return n > 0 && $.asv.main_json ? Object.keys($.asv.main_json.benchmarks).length : null;
     """))
-    assert thumbnails >= 10
+    assert expected >= 10, expected
+
+    def drawn(driver):
+        driver.execute_script("window.scrollBy(0, window.innerHeight / 2);")
+        n = driver.execute_script("""
+            return jQuery('.benchmark-plot').filter(function () {
+                return jQuery(this).find('canvas').length > 0;
+            }).length;
+        """)
+        return n if n == expected else None
+
+    assert WebDriverWait(browser, 60, poll_frequency=0.1).until(drawn) == expected
