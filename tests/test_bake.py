@@ -2,6 +2,8 @@
 never outside its bounds, differentiable through the optimum, batched over customers."""
 
 import equinox as eqx
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,6 +86,42 @@ def test_a_user_score_and_scales(f64):
         solution = cj.optimise_recipe(lambda x, s=scale: -s * jnp.sum((x - c) ** 2),
                                       jnp.ones(3))
         np.testing.assert_allclose(solution.recipe, c, rtol=1e-7)
+
+
+class _Quadratic(eqx.Module):
+    """$-s\\,\\|A(x - c)\\|^2$: a module, so that one compilation serves every example."""
+
+    a: jax.Array
+    c: jax.Array
+    scale: jax.Array
+
+    def __call__(self, x):
+        return -self.scale * jnp.sum((self.a @ (x - self.c)) ** 2)
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**32 - 1), exponent=st.sampled_from([-12, -6, 6, 12]))
+def test_the_same_steps_in_any_units(x64, seed, exponent):
+    # A concave quadratic in 10 ingredients with a pantry (upper = 4): some amounts end inside,
+    # some on a bound. Its exact maximiser is a bounded least-squares problem (scipy's
+    # lsq_linear). Scaling the score by 10^k changes neither the recipe nor the steps taken
+    # (float32 at 1e-12 took 8x the steps, its CG curvatures underflowing, before the
+    # subproblem was solved on g/|g|).
+    rng = np.random.default_rng(seed)
+    n = 10
+    a = np.eye(n) + 0.3 * rng.normal(size=(n, n)) / np.sqrt(n)
+    c = rng.uniform(-1.0, 6.0, n)
+    best = scipy.optimize.lsq_linear(a, a @ c, bounds=(0.0, 4.0), tol=1e-14).x
+    dtype = jnp.float64 if x64 else jnp.float32
+
+    def solve(scale):
+        score = _Quadratic(jnp.asarray(a, dtype), jnp.asarray(c, dtype), jnp.asarray(scale, dtype))
+        return cj.optimise_recipe(score, jnp.ones(n, dtype), upper=4.0)
+
+    unit, scaled = solve(1.0), solve(10.0**exponent)
+    tolerance = 1e-6 if x64 else 1e-3
+    np.testing.assert_allclose(scaled.recipe, best, rtol=0, atol=tolerance * 4.0)
+    assert abs(int(scaled.steps) - int(unit.steps)) <= 2, (int(scaled.steps), int(unit.steps))
 
 
 def test_derivative_of_the_best_recipe(f64):

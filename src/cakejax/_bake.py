@@ -184,7 +184,9 @@ def _solve(score, x0, lower, upper, config: _Config):
         def hvp(v):
             return jax.jvp(jax.grad(f), (y,), (v,))[1]
 
-        p, cg_steps, _ = steihaug(hvp, gy, ~frozen, radius)
+        y_scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.sqrt(x_scale))
+        g_scale = jnp.maximum(jnp.abs(fy), f_scale) / y_scale
+        p, cg_steps, _ = steihaug(hvp, gy, ~frozen, radius, g_scale)
         hp = jnp.where(frozen, 0, hvp(p))
         curvature = jnp.vdot(p, hp)
         predicted = -(jnp.vdot(gy, p) + 0.5 * jnp.where(jnp.isfinite(curvature), curvature, 0))
@@ -208,7 +210,6 @@ def _solve(score, x0, lower, upper, config: _Config):
         if config.callback is not None:
             jax.debug.callback(config.callback, steps, box.x(y), -fy)
         residual, gx = kkt(y)
-        y_scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.sqrt(x_scale))
         code = jnp.where(residual <= config.rtol, 1, 0)
         finite = jnp.isfinite(fy) & jnp.all(jnp.isfinite(jnp.where(held(y, gx), 0, gy)))
         code = jnp.where(~finite, 4, code)
@@ -244,20 +245,26 @@ def _solve(score, x0, lower, upper, config: _Config):
     return x, fx, projected, steps, hvps, code
 
 
-_RESULTS = (None, RecipeResult.successful, RecipeResult.max_steps_reached,
-            RecipeResult.stalled, RecipeResult.non_finite)
+# The failure codes of `_solve` (1 is success).
+_FAILURES = {2: RecipeResult.max_steps_reached, 3: RecipeResult.stalled,
+             4: RecipeResult.non_finite}
 
 
 def _result(code) -> RecipeResult:
     result = RecipeResult.successful
-    for k in (2, 3, 4):
-        result = RecipeResult.where(code == k, _RESULTS[k], result)
+    for k, failure in _FAILURES.items():
+        result = RecipeResult.where(code == k, failure, result)
     return result
 
 
 @eqx.filter_custom_jvp
 def _optimum(score, x0, lower, upper, config):
     return _solve(score, x0, lower, upper, config)
+
+
+# Compiled once per score structure (a module score's arrays are arguments): an eager call
+# does not retrace the search; inside a user's jit this is inlined.
+_compiled_optimum = eqx.filter_jit(_optimum)
 
 
 @_optimum.def_jvp
@@ -363,8 +370,8 @@ def optimise_recipe(
     x0 = eqx.error_if(x0, jnp.any((x0 < lower) | (x0 > upper)),
                       "optimise_recipe: the starting recipe x0 is outside the bounds (e.g. a "
                       "negative amount); it is not clipped silently: start inside them")
-    x, fx, pg, steps, hvps, code = _optimum(score, x0, lower, upper,
-                                            _Config(float(rtol), max_steps, callback))
+    x, fx, pg, steps, hvps, code = _compiled_optimum(score, x0, lower, upper,
+                                                     _Config(float(rtol), max_steps, callback))
     result = _result(code)
     if throw:
         x = result.error_if(x, result != RecipeResult.successful)

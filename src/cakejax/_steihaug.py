@@ -10,14 +10,22 @@ from $p = 0$, stopped
   $\|p\| = \Delta$);
 - along a direction of non-positive curvature $d^\top H d \le 0$, followed to the boundary
   (where $H$ is indefinite, as the course's score is at its own cake);
-- when the residual $\|r\| \le \eta \|g_F\|$ with $\eta = \min(\tfrac12, \sqrt{\|g_F\|})$,
-  the forcing term of inexact Newton methods (superlinear convergence near a solution);
+- when the residual $\|r\| \le \eta \|g_F\|$ with
+  $\eta = \min(\tfrac12, \sqrt{\|g_F\| / g_s})$, the forcing term of inexact Newton methods
+  (superlinear convergence near a solution), made dimensionless by the gradient's natural
+  scale $g_s$ (the score's scale over the variables'), so that a score in any units takes
+  the same steps;
 - after $|F|$ iterations (exact in exact arithmetic);
 - at a non-finite curvature $d^\top H d$ (an infinite second derivative, as
   $x^{1.2}$ has at 0): the first direction is then followed to the boundary, and the outer
   ratio test judges the step.
 
 Each iteration costs one Hessian-vector product.
+
+The iteration runs on $g/\|g\|$ and $H/\|g\|$, which have the same minimiser in the
+trust region: the quadratic forms $r^\top r$ and $d^\top H d$ then stay of order one
+however small the gradient gets (in float32, a score of order $10^{-12}$ near its optimum
+would put $d^\top H d$ below the smallest normal number, read as zero curvature).
 """
 
 import jax
@@ -36,15 +44,22 @@ def _to_boundary(p, d, radius):
 
 
 def steihaug(
-    hvp, g: Float[Array, " n"], free: Bool[Array, " n"], radius: Float[Array, ""]
+    hvp,
+    g: Float[Array, " n"],
+    free: Bool[Array, " n"],
+    radius: Float[Array, ""],
+    g_scale: Float[Array, ""],
 ) -> tuple[Float[Array, " n"], Int[Array, ""], Bool[Array, ""]]:
     """**Arguments:** `hvp`, $v \\mapsto Hv$; the gradient `g`; the free set `free`; the
-    trust radius. **Returns:** the step $p$ (zero off `free`), the number of Hessian-vector
-    products, and whether it reached the trust region's boundary."""
+    trust radius; the gradient's natural scale $g_s$. **Returns:** the step $p$ (zero off
+    `free`), the number of Hessian-vector products, and whether it reached the trust region's
+    boundary."""
     g = jnp.where(free, g, 0)
-    masked_hvp = lambda v: jnp.where(free, hvp(jnp.where(free, v, 0)), 0)  # noqa: E731
     g_norm = jnp.linalg.norm(g)
-    tolerance = jnp.minimum(0.5, jnp.sqrt(g_norm)) * g_norm
+    unit = jnp.where(g_norm > 0, g_norm, 1)
+    g = g / unit
+    masked_hvp = lambda v: jnp.where(free, hvp(jnp.where(free, v, 0)), 0) / unit  # noqa: E731
+    tolerance = jnp.minimum(0.5, jnp.sqrt(g_norm / g_scale))
     max_iterations = jnp.sum(free)
 
     def cond(state):
