@@ -16,13 +16,14 @@ from ._bake import optimise_recipe, RecipeSolution
 def _batch_size(scores) -> int:
     sizes = {leaf.shape[0] if leaf.ndim else None
              for leaf in jax.tree_util.tree_leaves(eqx.filter(scores, eqx.is_array))}
-    if len(sizes) != 1 or None in sizes:
+    size = next(iter(sizes)) if len(sizes) == 1 else None
+    if size is None:
         raise ValueError(
             "optimise_recipes: every array of `scores` must have the customers as its leading "
             f"axis, of one length; got leading lengths {sorted(map(str, sizes))}. Build "
             "them with eqx.filter_vmap, e.g. eqx.filter_vmap(lambda s: "
             "cj.Deliciousness(ideal_sweetness=s))(ideals).")
-    return sizes.pop()
+    return size
 
 
 def _check_axis(function: str, mesh: Mesh, axis: str) -> None:

@@ -108,12 +108,13 @@ class Implicit(AbstractAdjoint):
         return self._solve(jvp, probe, rtol, max_steps).ok, None
 
     def tangent(self, prepared, jvp, b, *, rtol, max_steps, throw):
-        if self.linear_solver == "dense":
+        method = self.linear_solver  # a local, so that `solve` sees it narrowed to iterative
+        if method == "dense":
             # Linear in b (a permutation and two triangular solves): JAX transposes it.
             return jax.scipy.linalg.lu_solve(prepared, b)
 
         def solve(matvec, rhs):
-            solution = solve_linear(self.linear_solver, matvec, rhs, rtol=rtol,
+            solution = solve_linear(method, matvec, rhs, rtol=rtol,
                                     max_steps=max_steps, restart=self.restart)
             if throw:
                 return FixedPointResult.singular.error_if(solution.value, ~solution.ok)

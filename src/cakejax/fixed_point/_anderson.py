@@ -16,7 +16,7 @@ class _AndersonState(NamedTuple):
     dg: Float[Array, "m n"]  # differences of their residuals g = f(x) - x
     x: Vector
     g: Vector
-    count: Int[Array, ""]
+    steps: Int[Array, ""]  # steps taken so far (not `count`: a tuple method)
 
 
 class Anderson(AbstractFixedPointSolver):
@@ -65,15 +65,15 @@ class Anderson(AbstractFixedPointSolver):
 
     def step(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: _AndersonState):
         g = fx - x
-        slot = (state.count - 1) % self.history
-        record = state.count >= 1
+        slot = (state.steps - 1) % self.history
+        record = state.steps >= 1
         dx = state.dx.at[slot].set(jnp.where(record, x - state.x, state.dx[slot]))
         dg = state.dg.at[slot].set(jnp.where(record, g - state.g, state.dg[slot]))
         gram = dg @ dg.T
         diagonal = jnp.diagonal(gram)
         # A column is used once recorded; one whose residual did not change carries no
         # information (and would make the system singular), so it is left out.
-        used = (jnp.arange(self.history) < jnp.minimum(state.count, self.history)) & (
+        used = (jnp.arange(self.history) < jnp.minimum(state.steps, self.history)) & (
             diagonal > 0
         )
         both = used[:, None] & used[None, :]
@@ -86,4 +86,4 @@ class Anderson(AbstractFixedPointSolver):
         # A history too dependent for the regularisation gives a non-finite step: take the
         # plain (damped Picard) step instead, which the loop's own checks then judge.
         x_new = jnp.where(jnp.all(jnp.isfinite(x_new)), x_new, x + beta * g)
-        return x_new, _AndersonState(dx, dg, x, g, state.count + 1)
+        return x_new, _AndersonState(dx, dg, x, g, state.steps + 1)

@@ -67,6 +67,7 @@ def solve_linear(
     unit = b / jnp.where(scale > 0, scale, 1)
     # Krylov residuals stall at a few hundred epsilons; asking for less wastes restarts.
     rtol = max(rtol, KRYLOV_FLOOR_ULPS * float(jnp.finfo(b.dtype).eps))
+    forward = None  # the Neumann iteration's loop, which judges its own convergence
     if method == "neumann":
         forward = iterate(Picard(), lambda t: unit + t - matvec(t), unit, rtol, 0.0, max_steps)
         t, steps = forward.value, forward.steps
@@ -78,7 +79,7 @@ def solve_linear(
         solution = lx.linear_solve(operator, unit, solver, throw=False)
         t, steps = solution.value, solution.stats["num_steps"]
     residual = jnp.max(jnp.abs(unit - matvec(t)), initial=0)
-    if method == "neumann":
+    if forward is not None:
         ok = converged(forward.result)
     else:
         ok = residual <= jnp.maximum(2 * rtol, floor(jnp.ones((), residual.dtype)))

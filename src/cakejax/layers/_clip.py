@@ -7,6 +7,7 @@ from typing import Literal
 
 import equinox as eqx
 import jax
+import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, TypeCheckError

@@ -2,6 +2,7 @@
 
 import equinox as eqx
 import jax
+import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 

@@ -5,7 +5,8 @@ ingredients, a deliciousness score over them, a fluffiness loss with and without
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+import numpy as np
+from jaxtyping import Array, Float
 
 from .._checks import checked
 from .._typing import (
@@ -42,7 +43,9 @@ def _field(default):
     return eqx.field(default=default, converter=as_float_array)
 
 
-def _dot4(w: Float[ArrayLike, "4"], x: tuple[Scalar, Scalar, Scalar, Scalar]) -> Scalar:
+def _dot4(
+    w: Float[Array | np.ndarray, "4"], x: tuple[Scalar, Scalar, Scalar, Scalar]
+) -> Scalar:
     """$w \\cdot x$ written out term by term, `x` already split into its four amounts (see
     `CakeProperties._amounts` for why)."""
     return (w[0] * x[0] + w[1] * x[1]) + (w[2] * x[2] + w[3] * x[3])
