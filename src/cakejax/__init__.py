@@ -8,6 +8,7 @@ installed below before any submodule is imported; `CAKEJAX_TYPECHECK=0` turns th
 """
 
 import contextlib as _contextlib
+import importlib.metadata as _metadata
 
 from ._typing import typecheck_enabled as _typecheck_enabled
 
@@ -84,4 +85,4 @@ with _typechecked:
 
 from . import testing as testing  # noqa: E402 - checks for users' own layers
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("cakejax")  # single source: pyproject.toml's version
