@@ -11,6 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 import cakejax as cj
+from cakejax.examples import cake
 
 from ._common import _Timed, BACKENDS, put, Suite, xla_cost
 
@@ -20,9 +21,6 @@ def _customers(n):
     fluffy = jnp.linspace(4.0, 6.0, n)
     return eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s,
                                                           ideal_fluffiness=f))(ideals, fluffy)
-
-
-_CAKE = (1.0, 3.0, 2.0, 1.5)
 
 
 class Recipes(_Timed):
@@ -36,7 +34,7 @@ class Recipes(_Timed):
 
     @staticmethod
     def problem(customers, backend):
-        x0 = jnp.asarray(_CAKE)
+        x0 = cake()
         if customers == 1:
             return (lambda s, x: cj.optimise_recipe(s, x).recipe,
                     put(backend, (cj.Deliciousness(), x0)))
@@ -54,7 +52,7 @@ class RecipesMemory(Suite):
 
     def setup_cache(self):
         return {n: xla_cost(lambda s, x: cj.optimise_recipes(s, x).recipe, _customers(n),
-                            jnp.asarray(_CAKE)) for n in self.params[0]}
+                            cake()) for n in self.params[0]}
 
     def track_temp_bytes(self, costs, customers):
         return costs[customers]["temp bytes"]
@@ -67,11 +65,12 @@ _PER_DEVICE = textwrap.dedent('''
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh
     import cakejax as cj
+    from cakejax.examples import cake
     devices, n = int(sys.argv[1]), int(sys.argv[2])
     mesh = Mesh(np.asarray(jax.devices()[:devices]), ("customers",))
     scores = eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s,
         ideal_fluffiness=f))(jnp.linspace(8.0, 12.0, n), jnp.linspace(4.0, 6.0, n))
-    x0 = jnp.asarray([1.0, 3.0, 2.0, 1.5])
+    x0 = cake()
     jax.block_until_ready(cj.optimise_recipes(scores, x0, mesh=mesh).recipe)  # compile
     times = []
     for _ in range(3):

@@ -7,25 +7,23 @@ import jax
 import jax.numpy as jnp
 
 import cakejax as cj
+from cakejax.examples import cake, like_data
 
 from . import course_baseline as course
 from ._common import BACKENDS, Suite, compile_fresh, compiled, put, run, warm
-from ._problems import CAKE, FEATURES, LIKES
 
 
 def _problem(problem: str, impl: str, backend: str):
     """(closed-over function of the data, (function of parameters and data, parameters),
     data) for one implementation."""
     if problem == "Deliciousness":
-        x = put(backend, jnp.asarray(CAKE))
+        x = put(backend, cake())
         if impl == "course":
             with_params = (lambda p, x: course.deliciousness_score(x), ())
             return course.deliciousness_score, with_params, (x,)
         model = put(backend, cj.Deliciousness())
         return (lambda x: model(x)), (lambda m, x: m(x), model), (x,)
-    features = put(backend, jnp.asarray(FEATURES))
-    likes = put(backend, jnp.asarray(LIKES))
-    model = put(backend, cj.LikeModel.init(jax.random.key(42), 3))
+    model, features, likes = (put(backend, a) for a in like_data())
     if impl == "course":
         params = (model.weights, model.bias)
         return ((lambda f, y: course.calculate_loss(*params, f, y)),
@@ -76,7 +74,7 @@ class Dispatch(Suite):
 
     def setup(self, jit, backend):
         self.model = put(backend, cj.Deliciousness())
-        self.x = put(backend, jnp.asarray(CAKE))
+        self.x = put(backend, cake())
         wrap = jax.jit if jit == "jax.jit" else eqx.filter_jit
         self.fn = compiled(("dispatch", jit, backend), lambda: wrap(lambda m, x: m(x)))
         run(self.fn, self.model, self.x)

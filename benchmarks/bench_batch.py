@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 
 import cakejax as cj
+from cakejax.examples import BUTTER, dough_maturity
+from cakejax.testing import transform as transform_by_name
 
 from . import course_baseline as course
 from ._common import BACKENDS, cost_tracks, put
@@ -53,7 +55,6 @@ def _complex(xy):
     return jax.lax.complex(xy[0], xy[1])
 
 
-_MASK = (True, False, False, False)
 _LIKE_BIAS = 0.5
 
 #: name -> a factory of its Problem (factories, so that importing the suite creates no arrays:
@@ -80,7 +81,7 @@ PROBLEMS = {
                                      cj.YeastActivity, _uniform(())),
     "GradientClip": lambda: Problem(
         course.score_with_butter_limit, lambda m, x: m[1](m[0](x)),
-        lambda: (cj.GradientClip(0.1, mask=jnp.asarray(_MASK)), cj.Deliciousness()),
+        lambda: (cj.GradientClip(0.1, mask=BUTTER), cj.Deliciousness()),
         _uniform((4,))),
     # Part 4: the dough's final maturity as a function of (retention, boost), by Picard
     # iteration in both (the course's loop; cakejax's default Anderson solver does more work per
@@ -98,10 +99,10 @@ class _Dough(eqx.Module):
     """The final maturity b/(1-a) found by `cj.FixedPoint` from (a, b), starting at 0."""
 
     def __call__(self, p):
-        return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]), solver=cj.Picard())(0.0)
+        return dough_maturity(p, solver=cj.Picard())
 
 
-TRANSFORMS = {"value": lambda f: f, "grad": jax.grad, "hessian": jax.hessian}
+TRANSFORMS = ("value", "grad", "hessian")
 SIZES = [1, 1000, 1000000]
 
 
@@ -121,7 +122,7 @@ def program(name: str, transform: str, n: int, impl: str, mode: str):
 
     def per_cake(m, x, *data):
         f = (lambda x: score(x, *data)) if impl == "course" else (lambda x: score(m, x, *data))
-        return TRANSFORMS[transform](f)(x)
+        return transform_by_name(transform, f)(x)
 
     batched = per_cake if in_axes is None else jax.vmap(
         per_cake, in_axes=(None,) + (in_axes,) * (1 + len(data)))

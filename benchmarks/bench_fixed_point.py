@@ -13,9 +13,9 @@ import optax
 import optimistix as optx
 
 import cakejax as cj
+from cakejax.examples import tanh_contraction, TanhCell
 
 from ._common import BACKENDS, compile_fresh, compiled, put, run, Suite, warm
-from ._problems import tanh_contraction, TanhCell
 
 
 UNROLLED_STEPS = 48  # enough for ρ = 0.5 to reach float32 precision

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import optax
 
 import cakejax as cj
+from cakejax.examples import BUTTER, cake
 
 from ._common import BACKENDS, cost_tracks, put
 from ._common import _Timed
-from ._problems import CAKE
 
 
 class Softplus(_Timed):
@@ -91,9 +91,9 @@ class Clip(_Timed):
     @staticmethod
     def problem(impl, transform, backend):
         score = cj.Deliciousness()
-        clip = cj.GradientClip(0.1, mask=jnp.asarray([True, False, False, False]))
+        clip = cj.GradientClip(0.1, mask=BUTTER)
         f = (lambda x: score(clip(x))) if impl == "with GradientClip" else (lambda x: score(x))
-        return (f if transform == "forward" else jax.grad(f), (put(backend, jnp.asarray(CAKE)),))
+        return (f if transform == "forward" else jax.grad(f), (put(backend, cake()),))
 
 
 class ClipCost(cost_tracks(Clip)):

@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 
 import cakejax as cj
+from cakejax.examples import cake, like_problem
 
 from ._common import BACKENDS, compiled, cost_tracks, put, run, Suite, warm
 from ._common import _Timed
-from ._problems import like_problem
 
 
 class _LikeScaling(_Timed):
@@ -72,7 +72,7 @@ class PerExample(Suite):
 
     def setup(self, method, batch, backend):
         error = cj.SweetnessError()
-        self.x = put(backend, jnp.asarray([1.0, 3.0, 2.0, 1.5]))
+        self.x = put(backend, cake())
         self.targets = put(backend, jnp.linspace(9.0, 11.0, batch))
         key = ("per-example", method, batch, backend)
         if method == "vmap":

@@ -5,12 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import cakejax as cj
-from cakejax import _course as course
+from cakejax.examples import dough_maturity
 
 
-def maturity(params, x0=course.DOUGH_INITIAL, **options):
-    """The final dough maturity m* = b / (1 - a) as a function of (a, b)."""
-    return cj.FixedPoint(cj.DoughMaturity(params[0], params[1]), **options)(x0)
+#: The final dough maturity m* = b / (1 - a) as a function of (a, b).
+maturity = dough_maturity
 
 
 def analytic(a, b):

@@ -17,11 +17,6 @@ def assert_course(ours, expected):
                                atol=course.ATOL)
 
 
-def cake():
-    return jnp.asarray([course.CAKE[k] for k in ("butter", "eggs", "flour", "sugar")],
-                       dtype=float)
-
-
 #: Ingredient amounts where every model is smooth: strictly positive, moderate.
 amounts = st.floats(min_value=0.2, max_value=4.0, allow_nan=False, allow_infinity=False)
 cakes = st.tuples(amounts, amounts, amounts, amounts).map(

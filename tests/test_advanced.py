@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 import cakejax as cj
-from cakejax import _course as course
+from cakejax.examples import cake
+from cakejax import _course as course, examples
 
-from .helpers import assert_course, cake, cakes, directions, serialise_roundtrip
+from .helpers import assert_course, cakes, directions, serialise_roundtrip
 
 
 def test_ingredients_order_is_the_courses(x64):
@@ -133,12 +134,13 @@ def test_per_customer_gradients_match_course(x64):
 
 
 def scalar_models():
-    return {
-        "Deliciousness": cj.Deliciousness(),
-        "FluffinessLoss": cj.FluffinessLoss(False),
-        "FluffinessLoss(stopped)": cj.FluffinessLoss(True),
-        "SweetnessError": lambda x: cj.SweetnessError()(x, 9.5),
-    }
+    """The catalogue's scores of a cake: a scalar function of the cake each (built in the
+    precision in force)."""
+    scores = {}
+    for name in ("Deliciousness", "FluffinessLoss", "FluffinessLoss(stopped)", "SweetnessError"):
+        model, (_, *extra) = examples.EXAMPLES[name].build()
+        scores[name] = lambda x, model=model, extra=extra: model(x, *extra)
+    return scores
 
 
 @pytest.mark.parametrize("name", list(scalar_models()))

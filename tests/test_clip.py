@@ -11,9 +11,10 @@ from jax.test_util import check_grads
 from jaxtyping import TypeCheckError
 
 import cakejax as cj
+from cakejax.examples import cake
 from cakejax import _course as course
 
-from .helpers import assert_course, cake, cakes, run_python
+from .helpers import assert_course, cakes, run_python
 
 
 BUTTER = [True, False, False, False]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 import cakejax as cj
-from benchmarks._problems import tanh_contraction, TanhCell
+from cakejax.examples import tanh_contraction, TanhCell
 from cakejax import _course as course
 
 from .fixed_point_cases import analytic, maturity, params, SOLVERS, TIGHT

@@ -11,8 +11,9 @@ import optax
 import pytest
 
 import cakejax as cj
+from cakejax.examples import cake
 
-from .helpers import cake, run_python, serialise_roundtrip
+from .helpers import run_python, serialise_roundtrip
 
 
 @pytest.fixture(autouse=True)

@@ -50,6 +50,7 @@ import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._steihaug import steihaug
+from ._typing import describe_tree
 
 
 class RecipeResult(eqx.Enumeration):
@@ -356,7 +357,7 @@ def optimise_recipe(
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype,
                                                                           jnp.floating)):
         raise TypeError(f"optimise_recipe: score must return a real scalar, got "
-                        f"{jax.tree_util.tree_map(lambda a: f'{a.dtype}{list(a.shape)}', out)}.")
+                        f"{describe_tree(out)}.")
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"optimise_recipe: max_steps must be an int >= 1, got {max_steps!r}.")
     if rtol is None:

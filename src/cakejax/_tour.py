@@ -12,6 +12,7 @@ import numpy as np
 import cakejax as cj
 
 from . import _course as course
+from .examples import BUTTER, cake, dough_maturity, like_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +35,6 @@ class Check:
         )
 
 
-def _cake() -> jax.Array:
-    return cj.ingredients(**course.CAKE)
-
-
 def part1() -> Iterator[Check]:
     part = "Part 1: The Basics"
     yield Check(part, "d/dx tanh(x) at x = 2", jax.grad(jnp.tanh)(2.0), course.TANH_GRAD_AT_2)
@@ -46,9 +43,7 @@ def part1() -> Iterator[Check]:
         ours = cj.nth_derivative(quality, n)(course.POLY_X)
         yield Check(part, f"cake quality x³+2x²−3x+1: derivative {n} at x = 1", ours, expected)
 
-    model = cj.LikeModel.init(jax.random.key(course.LIKE_SEED), 3)
-    features = jnp.asarray(course.LIKE_FEATURES, dtype=float)
-    likes = jnp.asarray(course.LIKES)
+    model, features, likes = like_data()
     loss, grads = eqx.filter_value_and_grad(cj.like_loss)(model, features, likes)
     yield Check(part, "like model: loss (stable, no epsilon)", loss, course.LIKE_LOSS)
     yield Check(part, "like model: dloss/dweights", grads.weights, course.LIKE_GRAD_WEIGHTS)
@@ -57,7 +52,7 @@ def part1() -> Iterator[Check]:
 
 def part2() -> Iterator[Check]:
     part = "Part 2: Advanced Baking"
-    x = _cake()
+    x = cake()
     properties = cj.CakeProperties()
     yield Check(part, "cake properties (sweetness, fluffiness, cost)", properties(x),
                 course.PROPERTIES_AT_CAKE)
@@ -139,11 +134,11 @@ def part4() -> Iterator[Check]:
                 course.YEAST_GRAD_HOT)
     yield Check(part, "its second derivative at 500, finite", jax.grad(jax.grad(yeast))(hot),
                 0.0, source="analytic")
-    x = _cake()
+    x = cake()
     score = cj.Deliciousness()
     yield Check(part, "deliciousness gradient, unclipped", jax.grad(score)(x),
                 course.DELICIOUSNESS_GRAD)
-    clip = cj.GradientClip(course.BUTTER_CLIP, mask=jnp.asarray([True, False, False, False]))
+    clip = cj.GradientClip(course.BUTTER_CLIP, mask=BUTTER)
     yield Check(part, "gradient with the butter component clipped to ±0.1 (custom_vjp)",
                 jax.grad(lambda v: score(clip(v)))(x), course.CLIPPED_GRAD)
     reversal = cj.GradientReversal()
@@ -161,28 +156,25 @@ def part4() -> Iterator[Check]:
                 jax.grad(score)(jnp.round(x + 0.3)), source="analytic")
     a, b = course.DOUGH_PARAMS
 
-    def maturity(params):
-        return cj.FixedPoint(cj.DoughMaturity(params[0], params[1]))(course.DOUGH_INITIAL)
-
     params = jnp.asarray(course.DOUGH_PARAMS, dtype=x.dtype)
-    yield Check(part, "final dough maturity, the fixed point of m ↦ a·m + b", maturity(params),
+    yield Check(part, "final dough maturity, the fixed point of m ↦ a·m + b", dough_maturity(params),
                 b / (1 - a), source="analytic")
     yield Check(part, "its gradient w.r.t. (retention, boost), implicit function theorem",
-                jax.grad(maturity)(params), course.DOUGH_GRAD)
+                jax.grad(dough_maturity)(params), course.DOUGH_GRAD)
     yield Check(part, "its Hessian: the course's custom_vjp version cannot compute this",
-                jax.hessian(maturity)(params),
+                jax.hessian(dough_maturity)(params),
                 ((2 * b / (1 - a) ** 3, 1 / (1 - a) ** 2), (1 / (1 - a) ** 2, 0.0)),
                 source="analytic")
     yield Check(part, "forward mode (jvp along retention): impossible with the course's rule",
-                jax.jvp(maturity, (params,), (jnp.asarray([1.0, 0.0], x.dtype),))[1],
+                jax.jvp(dough_maturity, (params,), (jnp.asarray([1.0, 0.0], x.dtype),))[1],
                 b / (1 - a) ** 2, source="analytic")
     yield Check(part, "scale-invariant: d(1e-7 · m*)/db, exact at any loss scale",
-                jax.grad(lambda p: 1e-7 * maturity(p))(params)[1], 1e-7 / (1 - a),
+                jax.grad(lambda p: 1e-7 * dough_maturity(p))(params)[1], 1e-7 / (1 - a),
                 source="analytic")
     repelling = (1.5, b)
 
     def repelling_maturity(p):
-        return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]), solver=cj.Newton())(0.0)
+        return dough_maturity(p, solver=cj.Newton())
 
     yield Check(part, "a = 1.5 repels: Newton still finds m* = b / (1 - a)",
                 repelling_maturity(jnp.asarray(repelling, dtype=x.dtype)),
@@ -191,18 +183,17 @@ def part4() -> Iterator[Check]:
                 jax.grad(repelling_maturity)(jnp.asarray(repelling, dtype=x.dtype)),
                 (b / (1 - repelling[0]) ** 2, 1 / (1 - repelling[0])), source="analytic")
     yield Check(part, "a = -1 with Picard iteration oscillates: FixedPoint raises",
-                _raises(lambda: cj.FixedPoint(cj.DoughMaturity(-1.0, b),
-                                              solver=cj.Picard())(0.0)), True,
+                _raises(lambda: dough_maturity((-1.0, b), solver=cj.Picard())), True,
                 source="analytic")
     yield Check(part, "a = 1, b = 0 (every m is fixed): the derivative raises, in jvp too",
-                _raises(lambda: jax.jvp(maturity, (jnp.asarray((1.0, 0.0), dtype=x.dtype),),
+                _raises(lambda: jax.jvp(dough_maturity, (jnp.asarray((1.0, 0.0), dtype=x.dtype),),
                                         (jnp.asarray((1.0, 0.0), dtype=x.dtype),))), True,
                 source="analytic")
 
 
 def part5() -> Iterator[Check]:
     part = "The end of the story: the best cake (Hessian-vector products, trust region)"
-    x = _cake()
+    x = cake()
     score = cj.Deliciousness()
     best = cj.optimise_recipe(score, x)
     yield Check(part, "optimise_recipe from the course's cake: a better score, amounts >= 0",

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import equinox as eqx
 import jax
+import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 import numpy as np
 from beartype.door import is_bearable
@@ -83,7 +84,9 @@ def static_float(model: str, field: str):
 
 
 @functools.cache
-def _field_annotations(cls: type) -> tuple[tuple[str, object], ...]:
+def _field_annotations(cls: type) -> tuple[tuple[str, typing.Any], ...]:
+    # `Any`: each is a type hint of any form (a class, a union, a jaxtyping array type), as
+    # `typing.get_type_hints` gives it and `is_bearable` takes it.
     hints = typing.get_type_hints(cls, include_extras=True)
     return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
 
@@ -94,6 +97,11 @@ def describe(value) -> str:
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"{value.dtype}{list(value.shape)}"
     return f"{type(value).__name__} {value!r}"
+
+
+def describe_tree(tree) -> typing.Any:
+    """`describe` of every leaf of a PyTree, in its structure (`{'a': 'float32[3]'}`)."""
+    return jax.tree_util.tree_map(describe, tree)
 
 
 def _expected(annotation) -> str:

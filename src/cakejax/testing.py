@@ -30,6 +30,9 @@ among the arguments, with complex arrays split into real and imaginary parts (as
 `cakejax.realify` does), so complex layers are checked as the real maps they are. Integer,
 boolean and non-array arguments are held fixed.
 
+`transform(name, f)` applies one of the transforms by name (the table's columns, and
+`"value"`).
+
 Tolerances are relative, in the units of the layer's own values: a finite difference with
 step $\delta_i = \varepsilon\,r_i\,|z_i|$ ($r$ random normal, $\varepsilon = 10^{-3}$ in
 float64, $10^{-2}$ in float32; Richardson-extrapolated from $\delta$ and $2\delta$, so its
@@ -158,19 +161,30 @@ def _from_real(real, like):
     return jax.lax.complex(real[..., 0], real[..., 1]) if jnp.iscomplexobj(like) else real
 
 
-def _transform(name: str, f: Callable, z, u, w, batch):
-    scalar = lambda z_: jnp.vdot(w, f(z_))  # noqa: E731
-    if name == "jit":
-        return jax.jit(f)(z)
-    if name == "vmap":
-        return jax.vmap(f)(batch)
-    if name == "grad":
-        return jax.grad(scalar)(z)
+def transform(name: str, f: Callable[[Any], Any], *, tangent: Any = None) -> Callable[[Any], Any]:
+    r"""`f` under the JAX transform `name`, as a function of `f`'s input: one of `TRANSFORMS`
+    or `"value"` (`f` itself).
+
+    `jit`, `jacfwd`, `jacrev` as JAX's; `vmap` over a leading batch axis; `grad` and
+    `hessian` of a scalar `f`; `jvp` gives the pair $(f(x), J_f(x)\,t)$ with the tangent $t$
+    = `tangent` (default: ones like $x$). The transform table, the tests and the benchmarks
+    all apply transforms by name through this."""
     if name == "jvp":
-        return jax.jvp(f, (z,), (u,))
-    if name in ("jacfwd", "jacrev"):
-        return getattr(jax, name)(f)(z)
-    return jax.hessian(scalar)(z)
+        return lambda x: jax.jvp(f, (x,), (jnp.ones_like(x) if tangent is None else tangent,))
+    transforms: dict[str, Callable[[Callable], Callable]] = {
+        "value": lambda g: g, "jit": jax.jit, "vmap": jax.vmap, "grad": jax.grad,
+        "jacfwd": jax.jacfwd, "jacrev": jax.jacrev, "hessian": jax.hessian}
+    if name not in transforms:
+        raise ValueError(f"transform: name must be one of {('value', *TRANSFORMS)}, got {name!r}.")
+    return transforms[name](f)
+
+
+def _transform(name: str, f: Callable, z, u, w, batch):
+    """A transform of the layer's flattened map `f` at `z`: `grad` and `hessian` of its
+    output's projection on `w`, `jvp` along `u`, `vmap` over `batch`."""
+    scalar = lambda z_: jnp.vdot(w, f(z_))  # noqa: E731
+    g = scalar if name in ("grad", "hessian") else f
+    return transform(name, g, tangent=u)(batch if name == "vmap" else z)
 
 
 def _try(thunk) -> tuple[Any, Outcome]:
@@ -367,8 +381,8 @@ def check_layer(
             Outcome("wrong", f"an array of shape {dense[0][1]} for an input of "
                              f"{dense[0][0]} elements") if dense else Outcome("passes"))
 
-    name = name or getattr(layer, "__name__", None) or type(layer).__name__
-    return LayerReport(name, transforms, checks)
+    report_name = name or getattr(layer, "__name__", None) or type(layer).__name__
+    return LayerReport(report_name, transforms, checks)
 
 
 def assert_layer(layer: Callable[..., Any], *example_args: Any, **options: Any) -> LayerReport:

@@ -6,6 +6,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
@@ -15,6 +16,7 @@ from ._anderson import Anderson
 from ._results import converged, FixedPointResult
 from ._rule import Config, fixed_point, result_from_code
 from ._solver import AbstractFixedPointSolver
+from .._typing import describe_tree
 
 
 class FixedPointSolution(eqx.Module):
@@ -42,10 +44,6 @@ class FixedPointSolution(eqx.Module):
     result: FixedPointResult
     backward_steps: Int[Array, ""] | None = None
     backward_residual: Float[Array, ""] | None = None
-
-
-def _describe(tree) -> Any:
-    return jax.tree_util.tree_map(lambda a: f"{a.dtype.name}{list(a.shape)}", tree)
 
 
 def _close_over_tracers(fn, x0):
@@ -158,8 +156,8 @@ class FixedPoint(eqx.Module):
                 "FixedPoint: the state x0 must be a floating array or a PyTree of them, got "
                 f"{jax.tree_util.tree_map(lambda a: jnp.result_type(a).name, x0)}."
             )
-        shape_in = _describe(jax.eval_shape(lambda x: x, x0))
-        shape_out = _describe(eqx.filter_eval_shape(self.fn, x0))
+        shape_in = describe_tree(jax.eval_shape(lambda x: x, x0))
+        shape_out = describe_tree(eqx.filter_eval_shape(self.fn, x0))
         if shape_in != shape_out:
             raise TypeError(
                 "FixedPoint: fn must map the state to a state of the same structure, shapes "
@@ -189,12 +187,12 @@ class FixedPoint(eqx.Module):
         if cotangent is None:
             return solution
         cotangent = jax.tree_util.tree_map(jnp.asarray, cotangent)
-        if _describe(jax.eval_shape(lambda c: c, cotangent)) != _describe(value) or (
+        if describe_tree(jax.eval_shape(lambda c: c, cotangent)) != describe_tree(value) or (
             jax.tree_util.tree_structure(cotangent) != jax.tree_util.tree_structure(value)
         ):
             raise TypeError(
                 "FixedPoint.solve: cotangent must have the structure, shapes and dtypes of the "
-                f"state {_describe(value)}, got {_describe(cotangent)}."
+                f"state {describe_tree(value)}, got {describe_tree(cotangent)}."
             )
         steps_back, residual_back, ok = _compiled_backward(fn, value, cotangent, self._config())
         result = FixedPointResult.where(
