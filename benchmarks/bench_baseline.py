@@ -4,13 +4,12 @@ of the type checks."""
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 import cakejax as cj
 from cakejax.examples import cake, like_data
 
 from . import course_baseline as course
-from ._common import BACKENDS, Suite, compile_fresh, compiled, put, run, warm
+from ._common import BACKENDS, compile_fresh, compiled, put, run, Suite, warm
 
 
 def _problem(problem: str, impl: str, backend: str):

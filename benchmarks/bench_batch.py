@@ -16,8 +16,7 @@ from cakejax.examples import BUTTER, dough_maturity
 from cakejax.testing import transform as transform_by_name
 
 from . import course_baseline as course
-from ._common import BACKENDS, cost_tracks, put
-from ._common import _Timed
+from ._common import _Timed, BACKENDS, cost_tracks, put
 
 
 class Problem(typing.NamedTuple):

@@ -8,8 +8,7 @@ import optax
 import cakejax as cj
 from cakejax.examples import BUTTER, cake
 
-from ._common import BACKENDS, cost_tracks, put
-from ._common import _Timed
+from ._common import _Timed, BACKENDS, cost_tracks, put
 
 
 class Softplus(_Timed):

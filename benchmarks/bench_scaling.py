@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import cakejax as cj
 from cakejax.examples import cake, like_problem
 
-from ._common import BACKENDS, compiled, cost_tracks, put, run, Suite, warm
-from ._common import _Timed
+from ._common import _Timed, BACKENDS, compiled, cost_tracks, put, run, Suite, warm
 
 
 class _LikeScaling(_Timed):

@@ -28,12 +28,17 @@ from importlib import metadata
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+
 def _ratio(label, benchmark, numerator, denominator, target=None, **common):
     """One row: `benchmark` at `numerator`'s parameters over the same benchmark at
     `denominator`'s (both with `common`), and its target as (comparison, bound) or None. The
     backend is added per column."""
-    return (label, (benchmark, {**common, **numerator}), (benchmark, {**common, **denominator}),
-            target)
+    return (
+        label,
+        (benchmark, {**common, **numerator}),
+        (benchmark, {**common, **denominator}),
+        target,
+    )
 
 
 _AGAINST = "bench_baseline.AgainstCourse."
@@ -46,36 +51,99 @@ _DEQ = "bench_fixed_point.DEQDigits."
 def _fixed_point_rows():
     rows = []
     for rho in (0.9, 0.99, 0.999):
-        rows.append(_ratio(f"FixedPoint forward + gradient, n = 1000, ρ = {rho}: cakejax / "
-                           "optimistix + GMRES", _FIXED_POINT + "time_value_and_grad", _OURS,
-                           {"method": "optimistix+GMRES"}, ("<=", 0.5), n=1000, rho=rho))
-    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9: optimistix (default "
-                       "ImplicitAdjoint) / cakejax", _FIXED_POINT + "time_value_and_grad",
-                       {"method": "optimistix"}, _OURS, (">=", 10.0), n=1000, rho=0.9))
-    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9: cakejax Picard / "
-                       "cakejax (Anderson)", _FIXED_POINT + "time_value_and_grad",
-                       {"method": "cakejax Picard"}, _OURS, n=1000, rho=0.9))
-    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.5: unrolled loop / "
-                       "cakejax", _FIXED_POINT + "time_value_and_grad", {"method": "unrolled"},
-                       _OURS, n=1000, rho=0.5))
-    rows.append(_ratio("FixedPoint forward + gradient, n = 1000, ρ = 0.9, compile time: "
-                       "cakejax / optimistix", "bench_fixed_point.FixedPointCompile.time_compile", _OURS,
-                       {"method": "optimistix"}, ("<=", 1.0), n=1000, rho=0.9))
-    rows.append(_ratio("FixedPoint forward steps, n = 1000, ρ = 0.99 (deterministic): Anderson "
-                       "/ Picard", "bench_fixed_point.ForwardSteps.track_steps",
-                       {"solver": "Anderson"}, {"solver": "Picard"}, ("<=", 0.2), n=1000,
-                       rho=0.99))
+        rows.append(
+            _ratio(
+                f"FixedPoint forward + gradient, n = 1000, ρ = {rho}: cakejax / optimistix + GMRES",
+                _FIXED_POINT + "time_value_and_grad",
+                _OURS,
+                {"method": "optimistix+GMRES"},
+                ("<=", 0.5),
+                n=1000,
+                rho=rho,
+            )
+        )
+    rows.append(
+        _ratio(
+            "FixedPoint forward + gradient, n = 1000, ρ = 0.9: optimistix (default "
+            "ImplicitAdjoint) / cakejax",
+            _FIXED_POINT + "time_value_and_grad",
+            {"method": "optimistix"},
+            _OURS,
+            (">=", 10.0),
+            n=1000,
+            rho=0.9,
+        )
+    )
+    rows.append(
+        _ratio(
+            "FixedPoint forward + gradient, n = 1000, ρ = 0.9: cakejax Picard / cakejax (Anderson)",
+            _FIXED_POINT + "time_value_and_grad",
+            {"method": "cakejax Picard"},
+            _OURS,
+            n=1000,
+            rho=0.9,
+        )
+    )
+    rows.append(
+        _ratio(
+            "FixedPoint forward + gradient, n = 1000, ρ = 0.5: unrolled loop / cakejax",
+            _FIXED_POINT + "time_value_and_grad",
+            {"method": "unrolled"},
+            _OURS,
+            n=1000,
+            rho=0.5,
+        )
+    )
+    rows.append(
+        _ratio(
+            "FixedPoint forward + gradient, n = 1000, ρ = 0.9, compile time: cakejax / optimistix",
+            "bench_fixed_point.FixedPointCompile.time_compile",
+            _OURS,
+            {"method": "optimistix"},
+            ("<=", 1.0),
+            n=1000,
+            rho=0.9,
+        )
+    )
+    rows.append(
+        _ratio(
+            "FixedPoint forward steps, n = 1000, ρ = 0.99 (deterministic): Anderson / Picard",
+            "bench_fixed_point.ForwardSteps.track_steps",
+            {"solver": "Anderson"},
+            {"solver": "Picard"},
+            ("<=", 0.2),
+            n=1000,
+            rho=0.99,
+        )
+    )
     for impl in ("cakejax", "cakejax dense"):
-        rows.append(_ratio(f"DEQ on digits, train step: {impl} / optimistix",
-                           _DEQ + "time_train_step", {"impl": impl}, {"impl": "optimistix"},
-                           ("<=", 0.5)))
-    rows.append(_ratio("DEQ on digits, train step compile time: cakejax dense / optimistix",
-                       "bench_fixed_point.DEQCompile.time_compile_train_step",
-                       {"impl": "cakejax dense"},
-                       {"impl": "optimistix"}, ("<=", 1.0)))
-    rows.append(_ratio("DEQ on digits, test accuracy after 200 steps: cakejax / optimistix",
-                       _DEQ + "track_test_accuracy", {"impl": "cakejax"},
-                       {"impl": "optimistix"}, (">=", 0.99)))
+        rows.append(
+            _ratio(
+                f"DEQ on digits, train step: {impl} / optimistix",
+                _DEQ + "time_train_step",
+                {"impl": impl},
+                {"impl": "optimistix"},
+                ("<=", 0.5),
+            )
+        )
+    rows.append(
+        _ratio(
+            "DEQ on digits, train step compile time: cakejax dense / optimistix",
+            "bench_fixed_point.DEQCompile.time_compile_train_step",
+            {"impl": "cakejax dense"},
+            {"impl": "optimistix"},
+            ("<=", 1.0),
+        )
+    )
+    rows.append(
+        _ratio(
+            "DEQ on digits, test accuracy after 200 steps: cakejax / optimistix",
+            _DEQ + "track_test_accuracy",
+            {"impl": "cakejax"},
+            {"impl": "optimistix"},
+            (">=", 0.99),
+        )
+    )
     return rows
 
 
@@ -85,16 +153,32 @@ def _batch_rows():
     for model in ("Deliciousness", "LikeModel"):
         for transform in ("value", "grad", "hessian"):
             for mode, den in (("closed", "closed"), ("argument", "closed")):
-                rows.append(_ratio(
-                    f"{model} {transform}, N = 10⁶ cakes, model {_MODES[mode]}: cakejax / course",
-                    _BATCH, {"impl": "cakejax", "mode": mode}, {"impl": "course", "mode": den},
-                    ("<=", 1.05), model=model, transform=transform, n=1000000))
+                rows.append(
+                    _ratio(
+                        f"{model} {transform}, N = 10⁶ cakes, model {_MODES[mode]}: "
+                        "cakejax / course",
+                        _BATCH,
+                        {"impl": "cakejax", "mode": mode},
+                        {"impl": "course", "mode": den},
+                        ("<=", 1.05),
+                        model=model,
+                        transform=transform,
+                        n=1000000,
+                    )
+                )
     for transform in ("value", "grad"):
         for on_error in ("raise", "nan"):
-            rows.append(_ratio(
-                f"Deliciousness {transform}, N = 10⁶, EQX_ON_ERROR={on_error}: cakejax / course",
-                "bench_batch.DomainCheck.time_steady_state", {"on_error": on_error},
-                {"on_error": "course"}, ("<=", 1.05), transform=transform))
+            rows.append(
+                _ratio(
+                    f"Deliciousness {transform}, N = 10⁶, EQX_ON_ERROR={on_error}: "
+                    "cakejax / course",
+                    "bench_batch.DomainCheck.time_steady_state",
+                    {"on_error": on_error},
+                    {"on_error": "course"},
+                    ("<=", 1.05),
+                    transform=transform,
+                )
+            )
     return rows
 
 
@@ -103,72 +187,193 @@ _MODES = {"closed": "closed over", "argument": "as a jit argument"}
 
 
 RATIOS = [
-    _ratio("Deliciousness, jitted, model closed over: cakejax / course",
-           _AGAINST + "time_closed_over", _CAKEJAX, _COURSE, ("<=", 1.05),
-           problem="Deliciousness"),
-    _ratio("LikeModel loss, jitted, model closed over: cakejax / course",
-           _AGAINST + "time_closed_over", _CAKEJAX, _COURSE, ("<=", 1.05), problem="LikeModel"),
-    _ratio("Deliciousness, compile time: cakejax / course",
-           _AGAINST + "time_compile", _CAKEJAX, _COURSE, ("<=", 1.2), problem="Deliciousness"),
-    _ratio("LikeModel loss, compile time: cakejax / course",
-           _AGAINST + "time_compile", _CAKEJAX, _COURSE, ("<=", 1.2), problem="LikeModel"),
-    _ratio("Deliciousness, model as a jit argument: cakejax / course",
-           _AGAINST + "time_as_jit_argument", _CAKEJAX, _COURSE, ("<=", 1.25),
-           problem="Deliciousness"),
-    _ratio("LikeModel loss, model as a jit argument: cakejax / course",
-           _AGAINST + "time_as_jit_argument", _CAKEJAX, _COURSE, ("<=", 1.25),
-           problem="LikeModel"),
-    _ratio("Deliciousness gradient, closed over: cakejax / course",
-           _AGAINST + "time_grad_closed_over", _CAKEJAX, _COURSE, problem="Deliciousness"),
-    _ratio("dispatch of a model argument: eqx.filter_jit / jax.jit",
-           "bench_baseline.Dispatch.time_call", {"jit": "eqx.filter_jit"}, {"jit": "jax.jit"}),
-    _ratio("YeastActivity / jax.nn.softplus, forward, n = 10⁶",
-           "bench_layers.Softplus.time_steady_state", {"impl": "YeastActivity"},
-           {"impl": "jax.nn.softplus"}, ("<=", 1.05), n=1000000, transform="forward"),
-    _ratio("YeastActivity / jax.nn.softplus, gradient, n = 10⁶",
-           "bench_layers.Softplus.time_steady_state", {"impl": "YeastActivity"},
-           {"impl": "jax.nn.softplus"}, ("<=", 1.05), n=1000000, transform="grad"),
-    _ratio("YeastActivity / jax.nn.softplus in eqx.nn.MLP(1, 1, 32, 2), forward, B = 4096",
-           "bench_layers.MLP.time_steady_state", {"impl": "YeastActivity"},
-           {"impl": "jax.nn.softplus"}, ("<=", 1.05), batch=4096, transform="forward"),
-    _ratio("YeastActivity / jax.nn.softplus in eqx.nn.MLP(1, 1, 32, 2), train step, B = 4096",
-           "bench_layers.MLP.time_steady_state", {"impl": "YeastActivity"},
-           {"impl": "jax.nn.softplus"}, ("<=", 1.05), batch=4096, transform="train step"),
-    _ratio("the same train step with beta frozen (no beta gradient) / jax.nn.softplus",
-           "bench_layers.MLP.time_steady_state", {"impl": "YeastActivity, beta frozen"},
-           {"impl": "jax.nn.softplus"}, batch=4096, transform="train step"),
-    _ratio("YeastActivity / jax.nn.softplus in eqx.nn.MLP(1, 1, 32, 2), train step, B = 256",
-           "bench_layers.MLP.time_steady_state", {"impl": "YeastActivity"},
-           {"impl": "jax.nn.softplus"}, ("<=", 1.05), batch=256, transform="train step"),
-    _ratio("recipes: time for 10⁶ customers / time for 1000 (1000× the customers)",
-           "bench_bake.Recipes.time_steady_state", {"customers": 1_000_000},
-           {"customers": 1000}),
-    _ratio("recipes for 4096 customers, customers/s: 8 virtual CPU devices / 1",
-           "bench_bake.RecipesPerDevice.track_customers_per_second", {"devices": 8},
-           {"devices": 1}, (">=", 0.9)),
-    _ratio("the same, 2 devices / 1", "bench_bake.RecipesPerDevice.track_customers_per_second",
-           {"devices": 2}, {"devices": 1}, (">=", 0.9)),
-    _ratio("the same, 4 devices / 1", "bench_bake.RecipesPerDevice.track_customers_per_second",
-           {"devices": 4}, {"devices": 1}, (">=", 0.9)),
-    _ratio("Deliciousness forward with / without GradientClip",
-           "bench_layers.Clip.time_steady_state", {"impl": "with GradientClip"},
-           {"impl": "without"}, ("<=", 1.05), transform="forward"),
-    _ratio("Deliciousness forward, XLA flops (deterministic): with / without GradientClip",
-           "bench_layers.ClipCost.track_flops", {"impl": "with GradientClip"}, {"impl": "without"},
-           ("<=", 1.0), transform="forward"),
+    _ratio(
+        "Deliciousness, jitted, model closed over: cakejax / course",
+        _AGAINST + "time_closed_over",
+        _CAKEJAX,
+        _COURSE,
+        ("<=", 1.05),
+        problem="Deliciousness",
+    ),
+    _ratio(
+        "LikeModel loss, jitted, model closed over: cakejax / course",
+        _AGAINST + "time_closed_over",
+        _CAKEJAX,
+        _COURSE,
+        ("<=", 1.05),
+        problem="LikeModel",
+    ),
+    _ratio(
+        "Deliciousness, compile time: cakejax / course",
+        _AGAINST + "time_compile",
+        _CAKEJAX,
+        _COURSE,
+        ("<=", 1.2),
+        problem="Deliciousness",
+    ),
+    _ratio(
+        "LikeModel loss, compile time: cakejax / course",
+        _AGAINST + "time_compile",
+        _CAKEJAX,
+        _COURSE,
+        ("<=", 1.2),
+        problem="LikeModel",
+    ),
+    _ratio(
+        "Deliciousness, model as a jit argument: cakejax / course",
+        _AGAINST + "time_as_jit_argument",
+        _CAKEJAX,
+        _COURSE,
+        ("<=", 1.25),
+        problem="Deliciousness",
+    ),
+    _ratio(
+        "LikeModel loss, model as a jit argument: cakejax / course",
+        _AGAINST + "time_as_jit_argument",
+        _CAKEJAX,
+        _COURSE,
+        ("<=", 1.25),
+        problem="LikeModel",
+    ),
+    _ratio(
+        "Deliciousness gradient, closed over: cakejax / course",
+        _AGAINST + "time_grad_closed_over",
+        _CAKEJAX,
+        _COURSE,
+        problem="Deliciousness",
+    ),
+    _ratio(
+        "dispatch of a model argument: eqx.filter_jit / jax.jit",
+        "bench_baseline.Dispatch.time_call",
+        {"jit": "eqx.filter_jit"},
+        {"jit": "jax.jit"},
+    ),
+    _ratio(
+        "YeastActivity / jax.nn.softplus, forward, n = 10⁶",
+        "bench_layers.Softplus.time_steady_state",
+        {"impl": "YeastActivity"},
+        {"impl": "jax.nn.softplus"},
+        ("<=", 1.05),
+        n=1000000,
+        transform="forward",
+    ),
+    _ratio(
+        "YeastActivity / jax.nn.softplus, gradient, n = 10⁶",
+        "bench_layers.Softplus.time_steady_state",
+        {"impl": "YeastActivity"},
+        {"impl": "jax.nn.softplus"},
+        ("<=", 1.05),
+        n=1000000,
+        transform="grad",
+    ),
+    _ratio(
+        "YeastActivity / jax.nn.softplus in eqx.nn.MLP(1, 1, 32, 2), forward, B = 4096",
+        "bench_layers.MLP.time_steady_state",
+        {"impl": "YeastActivity"},
+        {"impl": "jax.nn.softplus"},
+        ("<=", 1.05),
+        batch=4096,
+        transform="forward",
+    ),
+    _ratio(
+        "YeastActivity / jax.nn.softplus in eqx.nn.MLP(1, 1, 32, 2), train step, B = 4096",
+        "bench_layers.MLP.time_steady_state",
+        {"impl": "YeastActivity"},
+        {"impl": "jax.nn.softplus"},
+        ("<=", 1.05),
+        batch=4096,
+        transform="train step",
+    ),
+    _ratio(
+        "the same train step with beta frozen (no beta gradient) / jax.nn.softplus",
+        "bench_layers.MLP.time_steady_state",
+        {"impl": "YeastActivity, beta frozen"},
+        {"impl": "jax.nn.softplus"},
+        batch=4096,
+        transform="train step",
+    ),
+    _ratio(
+        "YeastActivity / jax.nn.softplus in eqx.nn.MLP(1, 1, 32, 2), train step, B = 256",
+        "bench_layers.MLP.time_steady_state",
+        {"impl": "YeastActivity"},
+        {"impl": "jax.nn.softplus"},
+        ("<=", 1.05),
+        batch=256,
+        transform="train step",
+    ),
+    _ratio(
+        "recipes: time for 10⁶ customers / time for 1000 (1000× the customers)",
+        "bench_bake.Recipes.time_steady_state",
+        {"customers": 1_000_000},
+        {"customers": 1000},
+    ),
+    _ratio(
+        "recipes for 4096 customers, customers/s: 8 virtual CPU devices / 1",
+        "bench_bake.RecipesPerDevice.track_customers_per_second",
+        {"devices": 8},
+        {"devices": 1},
+        (">=", 0.9),
+    ),
+    _ratio(
+        "the same, 2 devices / 1",
+        "bench_bake.RecipesPerDevice.track_customers_per_second",
+        {"devices": 2},
+        {"devices": 1},
+        (">=", 0.9),
+    ),
+    _ratio(
+        "the same, 4 devices / 1",
+        "bench_bake.RecipesPerDevice.track_customers_per_second",
+        {"devices": 4},
+        {"devices": 1},
+        (">=", 0.9),
+    ),
+    _ratio(
+        "Deliciousness forward with / without GradientClip",
+        "bench_layers.Clip.time_steady_state",
+        {"impl": "with GradientClip"},
+        {"impl": "without"},
+        ("<=", 1.05),
+        transform="forward",
+    ),
+    _ratio(
+        "Deliciousness forward, XLA flops (deterministic): with / without GradientClip",
+        "bench_layers.ClipCost.track_flops",
+        {"impl": "with GradientClip"},
+        {"impl": "without"},
+        ("<=", 1.0),
+        transform="forward",
+    ),
     *_batch_rows(),
     *_fixed_point_rows(),
-    _ratio("hvp / grad, d = 4096", "bench_scaling.HvpVsGrad.time_steady_state",
-           {"method": "hvp"}, {"method": "grad"}, ("<=", 1.5), d=4096),
-    _ratio("full Hessian, d = 1024: jax.hessian / vmap(hvp)",
-           "bench_scaling.Hessian.time_steady_state", {"method": "jax.hessian"},
-           {"method": "vmap(hvp)"}, d=1024),
-    _ratio("256 per-customer gradients: Python loop / vmap",
-           "bench_scaling.PerExample.time_gradients", {"method": "loop"}, {"method": "vmap"},
-           batch=256),
-    _ratio("cold start (import, trace, compile, call): type checks on / off",
-           "bench_baseline.ColdStart.timeraw_import_trace_compile_call", {"typecheck": "on"},
-           {"typecheck": "off"}),
+    _ratio(
+        "hvp / grad, d = 4096",
+        "bench_scaling.HvpVsGrad.time_steady_state",
+        {"method": "hvp"},
+        {"method": "grad"},
+        ("<=", 1.5),
+        d=4096,
+    ),
+    _ratio(
+        "full Hessian, d = 1024: jax.hessian / vmap(hvp)",
+        "bench_scaling.Hessian.time_steady_state",
+        {"method": "jax.hessian"},
+        {"method": "vmap(hvp)"},
+        d=1024,
+    ),
+    _ratio(
+        "256 per-customer gradients: Python loop / vmap",
+        "bench_scaling.PerExample.time_gradients",
+        {"method": "loop"},
+        {"method": "vmap"},
+        batch=256,
+    ),
+    _ratio(
+        "cold start (import, trace, compile, call): type checks on / off",
+        "bench_baseline.ColdStart.timeraw_import_trace_compile_call",
+        {"typecheck": "on"},
+        {"typecheck": "off"},
+    ),
 ]
 
 
@@ -179,7 +384,9 @@ def discover() -> dict[str, tuple[str, list[str]]]:
     """Every benchmark of `benchmarks/` as asv sees it: name -> (version, parameter names)."""
     from asv_runner.discovery import disc_benchmarks
 
-    return {b.name: (b.version, list(b.param_names)) for b in disc_benchmarks(str(ROOT / "benchmarks"))}
+    return {
+        b.name: (b.version, list(b.param_names)) for b in disc_benchmarks(str(ROOT / "benchmarks"))
+    }
 
 
 class Results:
@@ -187,12 +394,18 @@ class Results:
     benchmark from the newest run that measured it with the code's current version of it."""
 
     def __init__(self, results_dir: pathlib.Path, machine: str, benchmarks: dict):
-        runs = [json.loads(p.read_text()) for p in (results_dir / machine).glob("*.json")
-                if p.name != "machine.json"]
+        runs = [
+            json.loads(p.read_text())
+            for p in (results_dir / machine).glob("*.json")
+            if p.name != "machine.json"
+        ]
         # Runs of `asv run --python=same` only: the dashboard's history (each commit built in
         # its own virtualenv, for each JAX of the matrix) shares the machine's folder.
-        self.runs = sorted((r for r in runs if r["env_name"].startswith("existing")),
-                           key=lambda d: d["date"], reverse=True)
+        self.runs = sorted(
+            (r for r in runs if r["env_name"].startswith("existing")),
+            key=lambda d: d["date"],
+            reverse=True,
+        )
         self.benchmarks = benchmarks
         machine_file = results_dir / machine / "machine.json"
         self.machine = json.loads(machine_file.read_text()) if machine_file.exists() else {}
@@ -209,8 +422,10 @@ class Results:
             params = {**params, "backend": backend}
         elif backend != "cpu":
             return None
-        wanted = [repr(params[name]) if isinstance(params[name], str) else str(params[name])
-                  for name in names]
+        wanted = [
+            repr(params[name]) if isinstance(params[name], str) else str(params[name])
+            for name in names
+        ]
         stale = False
         for run in self.runs:
             entry = run["results"].get(benchmark)
@@ -221,7 +436,9 @@ class Results:
                 stale = True
                 continue
             grid = entry[columns.index("params")]
-            for combo, value in zip(itertools.product(*grid), entry[columns.index("result")] or []):
+            for combo, value in zip(
+                itertools.product(*grid), entry[columns.index("result")] or [], strict=False
+            ):
                 if list(combo) == wanted:
                     self.commits.add(run["commit_hash"][:8])
                     return value if value is not None and not math.isnan(value) else None
@@ -243,24 +460,33 @@ def _cell(a, b, target=None) -> str:
 
 
 def _goal(target) -> str:
-    return "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]]} {target[1]}"
+    return "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]] } {target[1]}"
 
 
 def table(columns: dict[str, Results]) -> str:
     """The headline ratios, one column per backend (each read from its own machine's
     results)."""
-    lines = ["| comparison | target | " + " | ".join(columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+    lines = [
+        "| comparison | target | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     for label, (num_name, num), (den_name, den), target in RATIOS:
-        cells = [_cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
-                 for backend, r in columns.items()]
+        cells = [
+            _cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
+            for backend, r in columns.items()
+        ]
         lines.append(f"| {label} | {_goal(target)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 #: bench_batch's (N, mode) columns and the targets the issue set for them.
-_BATCH_COLUMNS = [(1, "closed", 1.25), (1, "argument", 1.25), (1000, "closed", None),
-                  (1000000, "closed", 1.05), (1000000, "argument", 1.05)]
+_BATCH_COLUMNS = [
+    (1, "closed", 1.25),
+    (1, "argument", 1.25),
+    (1000, "closed", None),
+    (1000000, "closed", 1.05),
+    (1000000, "argument", 1.05),
+]
 
 
 def batch_table(results: Results, backend: str = "cpu") -> str:
@@ -269,30 +495,46 @@ def batch_table(results: Results, backend: str = "cpu") -> str:
     at N = 10⁶, and cakejax's throughput there in cakes per second."""
     from .bench_batch import PROBLEMS, TRANSFORMS
 
-    head = ["model", "transform"] + [
-        f"N = {n:,} {'closed' if mode == 'closed' else 'arg'}" for n, mode, _ in _BATCH_COLUMNS
-    ] + ["temp memory, N = 10⁶ (course)", "cakes / s, N = 10⁶ (course)"]
+    head = (
+        ["model", "transform"]
+        + [f"N = {n:,} {'closed' if mode == 'closed' else 'arg'}" for n, mode, _ in _BATCH_COLUMNS]
+        + ["temp memory, N = 10⁶ (course)", "cakes / s, N = 10⁶ (course)"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model in PROBLEMS:
         for transform in TRANSFORMS:
             common = {"model": model, "transform": transform}
             cells = []
             for n, mode, bound in _BATCH_COLUMNS:
-                a = results.get(_BATCH, {**common, "n": n, "impl": "cakejax", "mode": mode},
-                                backend)
-                b = results.get(_BATCH, {**common, "n": n, "impl": "course", "mode": "closed"},
-                                backend)
+                a = results.get(
+                    _BATCH, {**common, "n": n, "impl": "cakejax", "mode": mode}, backend
+                )
+                b = results.get(
+                    _BATCH, {**common, "n": n, "impl": "course", "mode": "closed"}, backend
+                )
                 cells.append(_cell(a, b, None if bound is None else ("<=", bound)))
             big = {**common, "n": 1000000, "mode": "closed"}
-            temp = [results.get("bench_batch.BatchCost.track_temp_bytes", {**big, "impl": impl},
-                                backend) for impl in ("cakejax", "course")]
-            cells.append("not measured" if None in temp or STALE in temp else
-                         f"{temp[0] / 1e6:.3g} MB ({temp[1] / 1e6:.3g})"
-                         f"{' ✓' if temp[0] <= temp[1] else ' ✗'}")
-            times = [results.get(_BATCH, {**big, "impl": impl}, backend)
-                     for impl in ("cakejax", "course")]
-            cells.append("not measured" if None in times or STALE in times else
-                         f"{1e6 / times[0]:.3g} ({1e6 / times[1]:.3g})")
+            temp = [
+                results.get(
+                    "bench_batch.BatchCost.track_temp_bytes", {**big, "impl": impl}, backend
+                )
+                for impl in ("cakejax", "course")
+            ]
+            cells.append(
+                "not measured"
+                if None in temp or STALE in temp
+                else f"{temp[0] / 1e6:.3g} MB ({temp[1] / 1e6:.3g})"
+                f"{' ✓' if temp[0] <= temp[1] else ' ✗'}"
+            )
+            times = [
+                results.get(_BATCH, {**big, "impl": impl}, backend)
+                for impl in ("cakejax", "course")
+            ]
+            cells.append(
+                "not measured"
+                if None in times or STALE in times
+                else f"{1e6 / times[0]:.3g} ({1e6 / times[1]:.3g})"
+            )
             lines.append(f"| {model} | {transform} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -303,10 +545,12 @@ def caption(results: Results) -> str:
     m = results.machine
     packages = ("jax", "jaxlib", "equinox", "jaxtyping", "beartype", "optimistix", "lineax")
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in packages)
-    return (f"Measured on `{m.get('machine')}` ({m.get('cpu', '?')}, {m.get('num_cpu', '?')} "
-            f"cores, {m.get('ram', '?')} RAM, {m.get('os', '?')}) at commits "
-            f"{', '.join(sorted(results.commits))} (each row from the newest run that measured "
-            f"it), Python {platform.python_version()}, {versions}.")
+    return (
+        f"Measured on `{m.get('machine')}` ({m.get('cpu', '?')}, {m.get('num_cpu', '?')} "
+        f"cores, {m.get('ram', '?')} RAM, {m.get('os', '?')}) at commits "
+        f"{', '.join(sorted(results.commits))} (each row from the newest run that measured "
+        f"it), Python {platform.python_version()}, {versions}."
+    )
 
 
 def _replace(text: str, marker: str, block: str) -> str:
@@ -333,8 +577,7 @@ def main(argv=None) -> int:
     text = f"{caption(cpu)}\n\n{headline}"
     if args.write_readme:
         readme = ROOT / "README.md"
-        readme.write_text(_replace(_replace(readme.read_text(), "headline", text), "batch",
-                                   batch))
+        readme.write_text(_replace(_replace(readme.read_text(), "headline", text), "batch", batch))
     print(text, batch, sep="\n\n")
     return 0
 

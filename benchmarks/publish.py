@@ -29,26 +29,43 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: CDN address (a regular expression over the pages' src/href values) -> (npm package spec,
 #: path of the file inside the package).
 VENDORED = {
-    r"https://code\.jquery\.com/jquery-3\.3\.1\.min\.js":
-        ("jquery@3.3.1", "dist/jquery.min.js"),
-    r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/dist/css/bootstrap\.min\.css":
-        ("bootstrap@3.1.1", "dist/css/bootstrap.min.css"),
-    r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/dist/js/bootstrap\.min\.js":
-        ("bootstrap@3.1.1", "dist/js/bootstrap.min.js"),
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.min\.js":
-        ("flot@0.8.3", "jquery.flot.js"),
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.time\.min\.js":
-        ("flot@0.8.3", "jquery.flot.time.js"),
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.selection\.min\.js":
-        ("flot@0.8.3", "jquery.flot.selection.js"),
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.categories\.min\.js":
-        ("flot@0.8.3", "jquery.flot.categories.js"),
-    r"https://cdn\.jsdelivr\.net/npm/flot-orderbars@1\.0\.0/js/jquery\.flot\.orderBars\.js":
-        ("flot-orderbars@1.0.0", "js/jquery.flot.orderBars.js"),
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/blueimp-md5/2\.19\.0/js/md5\.min\.js":
-        ("blueimp-md5@2.19.0", "js/md5.min.js"),
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/stupidtable/1\.0\.1/stupidtable\.min\.js":
-        ("stupid-table-plugin@1.1.3", "stupidtable.min.js"),
+    r"https://code\.jquery\.com/jquery-3\.3\.1\.min\.js": ("jquery@3.3.1", "dist/jquery.min.js"),
+    r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/dist/css/bootstrap\.min\.css": (
+        "bootstrap@3.1.1",
+        "dist/css/bootstrap.min.css",
+    ),
+    r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/dist/js/bootstrap\.min\.js": (
+        "bootstrap@3.1.1",
+        "dist/js/bootstrap.min.js",
+    ),
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.min\.js": (
+        "flot@0.8.3",
+        "jquery.flot.js",
+    ),
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.time\.min\.js": (
+        "flot@0.8.3",
+        "jquery.flot.time.js",
+    ),
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.selection\.min\.js": (
+        "flot@0.8.3",
+        "jquery.flot.selection.js",
+    ),
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.categories\.min\.js": (
+        "flot@0.8.3",
+        "jquery.flot.categories.js",
+    ),
+    r"https://cdn\.jsdelivr\.net/npm/flot-orderbars@1\.0\.0/js/jquery\.flot\.orderBars\.js": (
+        "flot-orderbars@1.0.0",
+        "js/jquery.flot.orderBars.js",
+    ),
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/blueimp-md5/2\.19\.0/js/md5\.min\.js": (
+        "blueimp-md5@2.19.0",
+        "js/md5.min.js",
+    ),
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/stupidtable/1\.0\.1/stupidtable\.min\.js": (
+        "stupid-table-plugin@1.1.3",
+        "stupidtable.min.js",
+    ),
 }
 
 #: Folders a vendored file needs beside it (Bootstrap's stylesheet loads its fonts).
@@ -60,8 +77,9 @@ _EXTERNAL = re.compile(r"""(?:src|href)=["'](https?://[^"']+\.(?:js|css))["']"""
 def _unpack(spec: str, into: pathlib.Path) -> pathlib.Path:
     """The npm package `spec`, fetched with `npm pack` and unpacked; returns its folder."""
     work = pathlib.Path(tempfile.mkdtemp(dir=into))
-    subprocess.run(["npm", "pack", spec, "--silent"], cwd=work, check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["npm", "pack", spec, "--silent"], cwd=work, check=True, capture_output=True, text=True
+    )
     (tarball,) = work.glob("*.tgz")
     with tarfile.open(tarball) as archive:
         archive.extractall(work, filter="data")
@@ -105,9 +123,13 @@ def vendor(html: pathlib.Path) -> list[str]:
             # can differ (flot's npm package has the unminified build), so the hash is
             # recomputed from the copy that is served.
             digest = base64.b64encode(hashlib.sha384((html / path).read_bytes()).digest())
-            text = re.sub(r'((?:src|href)=")' + re.escape(url) + r'("[^>]*?integrity=")[^"]*',
-                          lambda m: f"{m.group(1)}{path}{m.group(2)}sha384-{digest.decode()}",
-                          text)
+            text = re.sub(
+                r'((?:src|href)=")' + re.escape(url) + r'("[^>]*?integrity=")[^"]*',
+                lambda m, path=path, digest=digest: (
+                    f"{m.group(1)}{path}{m.group(2)}sha384-{digest.decode()}"
+                ),
+                text,
+            )
             text = text.replace(url, path)
         page.write_text(text)
     return sorted(local)
@@ -129,8 +151,9 @@ def write_benchmarks_json() -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", type=pathlib.Path, default=ROOT / ".asv" / "html")
-    parser.add_argument("--no-asv-publish", action="store_true",
-                        help="vendor an already published folder")
+    parser.add_argument(
+        "--no-asv-publish", action="store_true", help="vendor an already published folder"
+    )
     args = parser.parse_args(argv)
     if not args.no_asv_publish:
         write_benchmarks_json()

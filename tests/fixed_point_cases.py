@@ -20,10 +20,17 @@ def analytic(a, b):
     return value, grad, hessian
 
 
-SOLVERS = {"Anderson": cj.Anderson(), "Picard": cj.Picard(), "Picard(0.5)": cj.Picard(0.5),
-           "Newton": cj.Newton()}
-EXACT_ADJOINTS = {"gmres": cj.Implicit(), "neumann": cj.Implicit("neumann"),
-                  "dense": cj.Implicit("dense")}
+SOLVERS = {
+    "Anderson": cj.Anderson(),
+    "Picard": cj.Picard(),
+    "Picard(0.5)": cj.Picard(0.5),
+    "Newton": cj.Newton(),
+}
+EXACT_ADJOINTS = {
+    "gmres": cj.Implicit(),
+    "neumann": cj.Implicit("neumann"),
+    "dense": cj.Implicit("dense"),
+}
 #: float64 settings for float64 accuracy.
 TIGHT = {"rtol": 1e-12, "max_steps": 4000}
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 import cakejax as cj
-from cakejax.examples import cake
 from cakejax import _course as course, examples
+from cakejax.examples import cake
 
 from .helpers import assert_course, cakes, directions, serialise_roundtrip
 
@@ -58,8 +58,12 @@ def test_single_properties_and_batches_agree_with_the_vector(f64):
     stacked = jax.vmap(properties)(X)
     for i, name in enumerate(cj.PROPERTIES):
         np.testing.assert_array_equal(jax.vmap(getattr(properties, name))(X), stacked[:, i])
-    for model in (cj.Deliciousness(), cj.FluffinessLoss(False), cj.FluffinessLoss(True),
-                  lambda x: cj.SweetnessError()(x, 9.5)):
+    for model in (
+        cj.Deliciousness(),
+        cj.FluffinessLoss(False),
+        cj.FluffinessLoss(True),
+        lambda x: cj.SweetnessError()(x, 9.5),
+    ):
         for transform in (lambda f: f, jax.grad, jax.hessian):
             batched = jax.jit(jax.vmap(transform(model)))(X)
             rows = jnp.stack([transform(model)(x) for x in X])
@@ -71,11 +75,14 @@ def test_non_finite_or_negative_ingredient_is_an_error_in_every_transform(bad):
     x = jnp.asarray([1.0, 3.0, bad, 1.5])
     X = jnp.stack([cake(), x])
     score = cj.Deliciousness()
-    for f, arg in ((score, x), (eqx.filter_jit(lambda x: score(x)), x),
-                   (eqx.filter_jit(jax.grad(score)), x),
-                   (eqx.filter_jit(jax.hessian(score)), x),
-                   (eqx.filter_jit(jax.vmap(jax.grad(score))), X),
-                   (eqx.filter_jit(jax.jacrev(cj.CakeProperties())), x)):
+    for f, arg in (
+        (score, x),
+        (eqx.filter_jit(lambda x: score(x)), x),
+        (eqx.filter_jit(jax.grad(score)), x),
+        (eqx.filter_jit(jax.hessian(score)), x),
+        (eqx.filter_jit(jax.vmap(jax.grad(score))), X),
+        (eqx.filter_jit(jax.jacrev(cj.CakeProperties())), x),
+    ):
         with pytest.raises(eqx.EquinoxRuntimeError, match="must be finite and non-negative"):
             f(arg)
 
@@ -161,8 +168,7 @@ def test_scalar_models_under_every_transform(x64, name):
     np.testing.assert_allclose(jax.vjp(f, x)[1](jnp.ones_like(value))[0], grad, rtol=1e-6)
     np.testing.assert_allclose(cj.hvp(f, x, v), hessian @ v, rtol=1e-5, atol=1e-5)
     batch = jnp.stack([x, x + 0.5, x * 2])
-    np.testing.assert_allclose(jax.vmap(f)(batch), jnp.stack([f(b) for b in batch]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(f)(batch), jnp.stack([f(b) for b in batch]), rtol=1e-6)
 
 
 @settings(max_examples=20)
@@ -171,16 +177,15 @@ def test_jacobian_identities(x64, x, v):
     properties = cj.CakeProperties()
     jac = jax.jacfwd(properties)(x)
     np.testing.assert_allclose(jax.jacrev(properties)(x), jac, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.jvp(properties, (x,), (v,))[1], jac @ v, rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(jax.jvp(properties, (x,), (v,))[1], jac @ v, rtol=1e-5, atol=1e-5)
     u = v[:3]
     np.testing.assert_allclose(jax.vjp(properties, x)[1](u)[0], u @ jac, rtol=1e-5, atol=1e-5)
     score = cj.Deliciousness()
-    np.testing.assert_allclose(cj.hvp(score, x, v), jax.hessian(score)(x) @ v, rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(cj.hvp(score, x, v), jax.hessian(score)(x) @ v, rtol=1e-4, atol=1e-4)
     batch = jnp.stack([x, 2 * x])
-    np.testing.assert_allclose(jax.vmap(properties)(batch),
-                               jnp.stack([properties(x), properties(2 * x)]), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.vmap(properties)(batch), jnp.stack([properties(x), properties(2 * x)]), rtol=1e-6
+    )
 
 
 # FluffinessLoss(stopped) is left out on purpose: its gradient is, by design, not the

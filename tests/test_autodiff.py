@@ -16,8 +16,9 @@ def rosenbrock(x):
 @given(seed=st.integers(0, 2**31 - 1), d=st.sampled_from([2, 5, 12]))
 def test_hvp_is_hessian_times_vector(f64, seed, d):
     x, v = jax.random.normal(jax.random.key(seed), (2, d))
-    np.testing.assert_allclose(cj.hvp(rosenbrock, x, v), jax.hessian(rosenbrock)(x) @ v,
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        cj.hvp(rosenbrock, x, v), jax.hessian(rosenbrock)(x) @ v, rtol=1e-10, atol=1e-10
+    )
 
 
 def test_hvp_of_quadratic_is_exact(f64):
@@ -44,6 +45,6 @@ def test_per_example_grad_is_a_loop_of_grads(x64):
     features = jax.random.normal(jax.random.key(1), (6, 3))
     targets = jnp.arange(6.0)
     grads = cj.per_example_grad(loss, w, (features, targets))
-    loop = jnp.stack([jax.grad(loss)(w, (f, t)) for f, t in zip(features, targets)])
+    loop = jnp.stack([jax.grad(loss)(w, (f, t)) for f, t in zip(features, targets, strict=True)])
     assert grads.shape == (6, 3)
     np.testing.assert_allclose(grads, loop, rtol=1e-6)

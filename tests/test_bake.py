@@ -12,6 +12,7 @@ import scipy.optimize
 
 import cakejax as cj
 
+
 STARTS = {
     "the course's cake": [1.0, 3.0, 2.0, 1.5],
     "small amounts": [0.1, 0.1, 0.1, 0.1],
@@ -33,8 +34,9 @@ def _lbfgsb(score, x0, bounds):
             return np.inf, np.zeros_like(x)
         return -float(value), -np.asarray(grad, np.float64)
 
-    return scipy.optimize.minimize(negative, np.asarray(x0, np.float64), jac=True,
-                                   method="L-BFGS-B", bounds=bounds)
+    return scipy.optimize.minimize(
+        negative, np.asarray(x0, np.float64), jac=True, method="L-BFGS-B", bounds=bounds
+    )
 
 
 @pytest.mark.parametrize("start", list(STARTS))
@@ -59,8 +61,9 @@ def test_the_course_optimum_in_float64(f64):
     # Every start reaches the same recipe: no flour (its cost's slope is infinite at 0, so
     # the bound holds it), butter 3.2e-5 (where its cost's slope 0.3 b^0.2 balances the
     # rest), and the rest interior.
-    recipes = [cj.optimise_recipe(cj.Deliciousness(), jnp.asarray(x0)).recipe
-               for x0 in STARTS.values()]
+    recipes = [
+        cj.optimise_recipe(cj.Deliciousness(), jnp.asarray(x0)).recipe for x0 in STARTS.values()
+    ]
     for recipe in recipes:
         np.testing.assert_allclose(recipe, recipes[0], rtol=1e-5, atol=1e-9)
     assert recipes[0][2] == 0.0
@@ -69,13 +72,17 @@ def test_the_course_optimum_in_float64(f64):
 
 def test_a_pantry_is_an_upper_bound(f64):
     pantry = jnp.asarray([jnp.inf, 2.0, jnp.inf, 1.0])
-    solution = cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, 1.0, 1.0, 0.5]),
-                                  upper=pantry)
+    solution = cj.optimise_recipe(
+        cj.Deliciousness(), jnp.asarray([1.0, 1.0, 1.0, 0.5]), upper=pantry
+    )
     recipe = np.asarray(solution.recipe)
     assert np.all(recipe <= np.asarray(pantry)) and np.all(recipe >= 0)
     np.testing.assert_array_equal(recipe[[1, 3]], [2.0, 1.0])  # both wanted more
-    reference = _lbfgsb(cj.Deliciousness(), jnp.asarray([1.0, 1.0, 1.0, 0.5]),
-                        [(0, None), (0, 2.0), (0, None), (0, 1.0)])
+    reference = _lbfgsb(
+        cj.Deliciousness(),
+        jnp.asarray([1.0, 1.0, 1.0, 0.5]),
+        [(0, None), (0, 2.0), (0, None), (0, 1.0)],
+    )
     assert float(solution.score) >= -reference.fun - 1e-9
 
 
@@ -83,8 +90,7 @@ def test_a_user_score_and_scales(f64):
     # A concave quadratic with its maximum at c > 0, scaled by 1e-12 .. 1e12: same recipe.
     c = jnp.asarray([0.5, 2.0, 3.0])
     for scale in (1e-12, 1.0, 1e12):
-        solution = cj.optimise_recipe(lambda x, s=scale: -s * jnp.sum((x - c) ** 2),
-                                      jnp.ones(3))
+        solution = cj.optimise_recipe(lambda x, s=scale: -s * jnp.sum((x - c) ** 2), jnp.ones(3))
         np.testing.assert_allclose(solution.recipe, c, rtol=1e-7)
 
 
@@ -133,17 +139,20 @@ def test_derivative_of_the_best_recipe(f64):
 
     h = 1e-4
     finite_difference = (best(10.0 + h) - best(10.0 - h)) / (2 * h)
-    np.testing.assert_allclose(jax.jacfwd(best)(10.0), finite_difference, rtol=1e-5,
-                               atol=1e-10)
-    np.testing.assert_allclose(jax.jacrev(best)(10.0), finite_difference, rtol=1e-5,
-                               atol=1e-10)
+    np.testing.assert_allclose(jax.jacfwd(best)(10.0), finite_difference, rtol=1e-5, atol=1e-10)
+    np.testing.assert_allclose(jax.jacrev(best)(10.0), finite_difference, rtol=1e-5, atol=1e-10)
     assert jax.jacfwd(best)(10.0)[2] == 0.0  # flour is held at its bound
     # The best score's derivative is the score's own (envelope theorem).
-    best_score = lambda s: cj.optimise_recipe(  # noqa: E731
-        cj.Deliciousness(ideal_sweetness=s), x0).score
-    np.testing.assert_allclose(jax.grad(best_score)(10.0),
-                               (best_score(10.0 + h) - best_score(10.0 - h)) / (2 * h),
-                               rtol=1e-6)
+    best_score = lambda s: (
+        cj.optimise_recipe(  # noqa: E731
+            cj.Deliciousness(ideal_sweetness=s), x0
+        ).score
+    )
+    np.testing.assert_allclose(
+        jax.grad(best_score)(10.0),
+        (best_score(10.0 + h) - best_score(10.0 - h)) / (2 * h),
+        rtol=1e-6,
+    )
 
 
 def test_per_customer_recipes_under_vmap_and_jit(f64):
@@ -167,25 +176,61 @@ def test_not_converging_raises_or_flags():
     assert np.all(np.asarray(solution.recipe) >= 0)
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda: cj.optimise_recipe(cj.CakeProperties(), jnp.ones(4)), TypeError,
-     "score must return a real scalar"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones((2, 4))), TypeError,
-     "parameter 'x0'"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(3)), TypeError,
-     "parameter 'ingredients'"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, -1.0, 2.0, 1.5])),
-     eqx.EquinoxRuntimeError, "outside the bounds"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, jnp.nan, 2.0, 1.5])),
-     eqx.EquinoxRuntimeError, "NaN or infinite amounts"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), lower=2.0, upper=1.0),
-     eqx.EquinoxRuntimeError, "lower bound is above its upper bound"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), upper=jnp.ones(3)),
-     ValueError, "upper must be a number or of the recipe's shape"),
-    (lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), rtol=2.0), ValueError,
-     "rtol must be in"),
-], ids=["score not scalar", "recipe not a vector", "recipe of 3 amounts", "negative start", "NaN start",
-        "lower above upper", "bounds of the wrong shape", "bad rtol"])
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (
+            lambda: cj.optimise_recipe(cj.CakeProperties(), jnp.ones(4)),
+            TypeError,
+            "score must return a real scalar",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones((2, 4))),
+            TypeError,
+            "parameter 'x0'",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(3)),
+            TypeError,
+            "parameter 'ingredients'",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, -1.0, 2.0, 1.5])),
+            eqx.EquinoxRuntimeError,
+            "outside the bounds",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, jnp.nan, 2.0, 1.5])),
+            eqx.EquinoxRuntimeError,
+            "NaN or infinite amounts",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), lower=2.0, upper=1.0),
+            eqx.EquinoxRuntimeError,
+            "lower bound is above its upper bound",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), upper=jnp.ones(3)),
+            ValueError,
+            "upper must be a number or of the recipe's shape",
+        ),
+        (
+            lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), rtol=2.0),
+            ValueError,
+            "rtol must be in",
+        ),
+    ],
+    ids=[
+        "score not scalar",
+        "recipe not a vector",
+        "recipe of 3 amounts",
+        "negative start",
+        "NaN start",
+        "lower above upper",
+        "bounds of the wrong shape",
+        "bad rtol",
+    ],
+)
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
@@ -193,13 +238,17 @@ def test_bad_input(call, error, message):
 
 def test_callback_sees_every_step():
     seen = []
-    solution = cj.optimise_recipe(cj.Deliciousness(), jnp.asarray([1.0, 3.0, 2.0, 1.5]),
-                                  callback=lambda step, recipe, value: seen.append(
-                                      (int(step), float(value))))
+    solution = cj.optimise_recipe(
+        cj.Deliciousness(),
+        jnp.asarray([1.0, 3.0, 2.0, 1.5]),
+        callback=lambda step, recipe, value: seen.append((int(step), float(value))),
+    )
     jax.effects_barrier()
     assert [step for step, _ in seen] == list(range(1, int(solution.steps) + 1))
     values = [value for _, value in seen]
-    assert all(b >= a for a, b in zip(values, values[1:]))  # accepted steps only go up
+    assert all(
+        b >= a for a, b in zip(values, values[1:], strict=False)
+    )  # accepted steps only go up
     np.testing.assert_allclose(values[-1], solution.score, rtol=1e-6)
 
 
@@ -209,8 +258,9 @@ def test_many_customers_all_converge():
     key_s, key_f = jax.random.split(jax.random.key(0))
     ideals = 10.0 + jax.random.normal(key_s, (512,))
     fluffy = 5.0 + 0.5 * jax.random.normal(key_f, (512,))
-    scores = eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s,
-                                                            ideal_fluffiness=f))(ideals, fluffy)
+    scores = eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s, ideal_fluffiness=f))(
+        ideals, fluffy
+    )
     solution = cj.optimise_recipes(scores, jnp.asarray([1.0, 3.0, 2.0, 1.5]), throw=False)
     assert bool(jnp.all(solution.result == cj.RecipeResult.successful))
     assert bool(jnp.all(solution.recipe >= 0))

@@ -31,8 +31,9 @@ def test_polynomial_derivatives_are_analytic(f64, x):
     quality = cj.Polynomial.cake_quality()
     analytic = (x**3 + 2 * x**2 - 3 * x + 1, 3 * x**2 + 4 * x - 3, 6 * x + 4, 6.0, 0.0)
     for n, expected in enumerate(analytic):
-        np.testing.assert_allclose(cj.nth_derivative(quality, n)(x), expected, rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            cj.nth_derivative(quality, n)(x), expected, rtol=1e-12, atol=1e-12
+        )
 
 
 def test_nth_derivative_rejects_negative_order():
@@ -73,8 +74,7 @@ def test_like_model_probabilities_are_sigmoid_of_logits(x64):
     model = cj.LikeModel.init(jax.random.key(0), 3)
     features, _ = like_data()
     logits = features @ model.weights + model.bias
-    np.testing.assert_allclose(model(features), 1 / (1 + np.exp(-np.asarray(logits))),
-                               rtol=1e-6)
+    np.testing.assert_allclose(model(features), 1 / (1 + np.exp(-np.asarray(logits))), rtol=1e-6)
 
 
 def test_like_loss_is_exact_where_the_courses_epsilon_is_not():
@@ -95,15 +95,18 @@ def test_like_loss_is_exact_where_the_courses_epsilon_is_not():
 def test_like_loss_check_grads(f64, seed):
     model = cj.LikeModel.init(jax.random.key(seed), 3)
     features, likes = like_data()
-    check_grads(lambda w, b: cj.like_loss(cj.LikeModel(w, b), features, likes),
-                (model.weights, model.bias), order=2, modes=("fwd", "rev"))
+    check_grads(
+        lambda w, b: cj.like_loss(cj.LikeModel(w, b), features, likes),
+        (model.weights, model.bias),
+        order=2,
+        modes=("fwd", "rev"),
+    )
 
 
 def test_polynomial_check_grads(f64):
     quality = cj.Polynomial.cake_quality()
     check_grads(quality, (jnp.asarray(0.7),), order=2, modes=("fwd", "rev"))
-    check_grads(lambda c: cj.Polynomial(c)(0.7), (quality.coeffs,), order=2,
-                modes=("fwd", "rev"))
+    check_grads(lambda c: cj.Polynomial(c)(0.7), (quality.coeffs,), order=2, modes=("fwd", "rev"))
 
 
 def test_like_model_under_transforms(x64):
@@ -125,7 +128,8 @@ def test_like_model_under_transforms(x64):
 
 
 @pytest.mark.parametrize(
-    "make", [cj.Polynomial.cake_quality, lambda: cj.LikeModel.init(jax.random.key(3), 3)],
+    "make",
+    [cj.Polynomial.cake_quality, lambda: cj.LikeModel.init(jax.random.key(3), 3)],
     ids=["Polynomial", "LikeModel"],
 )
 def test_serialise_roundtrip(make, tmp_path):

@@ -28,15 +28,18 @@ def _cases():
         module = importlib.import_module(f"benchmarks.{name}")
         for cls_name, cls in vars(module).items():
             # As asv: classes of this module only, private (underscored) bases skipped.
-            if (not isinstance(cls, type) or cls.__module__ != module.__name__
-                    or cls_name.startswith("_")):
+            if (
+                not isinstance(cls, type)
+                or cls.__module__ != module.__name__
+                or cls_name.startswith("_")
+            ):
                 continue
             methods = [m for m in dir(cls) if m.startswith(("time_", "track_", "timeraw_"))]
             if not methods:
                 continue
             names = getattr(cls, "param_names", ())
             choices = []
-            for param, values in zip(names, getattr(cls, "params", ())):
+            for param, values in zip(names, getattr(cls, "params", ()), strict=True):
                 if param == "backend":
                     choices.append(["cpu"])
                 elif all(isinstance(v, numbers.Number) for v in values):
@@ -55,7 +58,7 @@ def _covering(choices):
     yield first
     for i, values in enumerate(choices):
         for v in values[1:]:
-            yield first[:i] + (v,) + first[i + 1:]
+            yield first[:i] + (v,) + first[i + 1 :]
 
 
 @pytest.fixture
@@ -87,8 +90,12 @@ def test_benchmark_runs_once(cls, methods, params, few_training_steps, monkeypat
 
 
 def test_asv_check():
-    out = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "asv", "check", "--python=same"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -139,8 +146,12 @@ def test_every_setup_cache_has_its_own_key():
     for name in MODULES:
         module = importlib.import_module(f"benchmarks.{name}")
         for cls_name, cls in vars(module).items():
-            if (isinstance(cls, type) and cls.__module__ == module.__name__
-                    and not cls_name.startswith("_") and hasattr(cls, "setup_cache")):
+            if (
+                isinstance(cls, type)
+                and cls.__module__ == module.__name__
+                and not cls_name.startswith("_")
+                and hasattr(cls, "setup_cache")
+            ):
                 key = get_setup_cache_key(cls.setup_cache)
                 assert key not in owners, f"{cls_name} shares {key} with {owners.get(key)}"
                 owners[key] = cls_name

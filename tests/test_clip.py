@@ -4,15 +4,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import optax
+import pytest
 from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 from jaxtyping import TypeCheckError
 
 import cakejax as cj
-from cakejax.examples import cake
 from cakejax import _course as course
+from cakejax.examples import cake
 
 from .helpers import assert_course, cakes, run_python
 
@@ -39,7 +39,7 @@ def test_value_mode_is_a_clip_of_the_gradient(x64, x):
         clip = cj.GradientClip(0.5, mask=mask)
         selected = np.ones(4, bool) if mask is None else np.asarray(mask)
         expected = np.where(selected, np.clip(g, -0.5, 0.5), g)
-        np.testing.assert_allclose(jax.grad(lambda v: score(clip(v)))(x), expected, rtol=1e-6)
+        np.testing.assert_allclose(jax.grad(lambda v, c=clip: score(c(v)))(x), expected, rtol=1e-6)
 
 
 @settings(max_examples=20)
@@ -50,11 +50,12 @@ def test_norm_mode_rescales_to_the_bound(x64, x):
     for bound in (0.3, 1e6):
         clip = cj.GradientClip(bound, mode="norm")
         expected = g * min(1.0, bound / np.linalg.norm(g))
-        np.testing.assert_allclose(jax.grad(lambda v: score(clip(v)))(x), expected, rtol=1e-5)
+        np.testing.assert_allclose(jax.grad(lambda v, c=clip: score(c(v)))(x), expected, rtol=1e-5)
     masked = cj.GradientClip(0.3, mask=[False, True, True, True], mode="norm")
     tail = g[1:] * min(1.0, 0.3 / np.linalg.norm(g[1:]))
-    np.testing.assert_allclose(jax.grad(lambda v: score(masked(v)))(x),
-                               np.concatenate([g[:1], tail]), rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.grad(lambda v: score(masked(v)))(x), np.concatenate([g[:1], tail]), rtol=1e-5
+    )
 
 
 def test_per_example_clipping_under_vmap(x64):
@@ -63,7 +64,7 @@ def test_per_example_clipping_under_vmap(x64):
     clip = cj.GradientClip(1.0, mode="norm")
     batch = jnp.stack([cake(), cake() * 0.5, cake() + 1.0])
     per_example = jax.vmap(jax.grad(lambda v: score(clip(v))))(batch)
-    for row, x in zip(per_example, batch):
+    for row, x in zip(per_example, batch, strict=True):
         g = np.asarray(jax.grad(score)(x))
         np.testing.assert_allclose(row, g * min(1.0, 1.0 / np.linalg.norm(g)), rtol=1e-5)
         assert np.linalg.norm(row) <= 1.0 + 1e-6
@@ -119,8 +120,11 @@ def test_bad_bound(bound):
 
 def test_mask_shape_is_checked():
     clip = cj.GradientClip(0.1, mask=[True, False])
-    with pytest.raises(TypeCheckError, match=r"GradientClip: field 'mask' has shape \(2,\), "
-                                             r"the input x \(4,\)"):
+    with pytest.raises(
+        TypeCheckError,
+        match=r"GradientClip: field 'mask' has shape \(2,\), "
+        r"the input x \(4,\)",
+    ):
         clip(cake())
     with pytest.raises(TypeCheckError, match="'mask'"):
         cj.GradientClip(0.1, mask=[1.0, 0.0])
@@ -152,8 +156,7 @@ class _Regression(eqx.Module):
 @given(max_norm=st.floats(1e-6, 1e6), scale=st.floats(1e-6, 1e6))
 def test_clipped_mean_grad_is_the_dp_sgd_loop(f64, max_norm, scale):
     key_w, key_x, key_y = jax.random.split(jax.random.key(0), 3)
-    model = _Regression(jax.random.normal(key_w, (3, 4)), cj.YeastActivity(2.0),
-                        jnp.asarray(7))
+    model = _Regression(jax.random.normal(key_w, (3, 4)), cj.YeastActivity(2.0), jnp.asarray(7))
     xs = jax.random.normal(key_x, (5, 4))
     ys = scale * jax.random.normal(key_y, (5,))
 
@@ -168,17 +171,15 @@ def test_clipped_mean_grad_is_the_dp_sgd_loop(f64, max_norm, scale):
         g = eqx.filter_grad(loss)(model, (x, y))
         leaves = jax.tree_util.tree_leaves(g)
         norm = float(np.sqrt(sum(np.sum(np.asarray(leaf) ** 2) for leaf in leaves)))
-        clipped.append(jax.tree_util.tree_map(lambda a: a * min(1.0, max_norm / norm), g))
+        clipped.append(jax.tree_util.tree_map(lambda a, n=norm: a * min(1.0, max_norm / n), g))
     want = jax.tree_util.tree_map(lambda *a: sum(a) / len(a), *clipped)
     assert got.steps is None
-    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want),
-                    strict=True):
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10)
     # And the peer: optax's per-example clip sums; the mean divides by the batch.
     with jax.numpy_dtype_promotion("standard"):
         grads = eqx.filter_vmap(eqx.filter_grad(loss), in_axes=(None, 0))(model, (xs, ys))
-        summed, _ = optax.per_example_global_norm_clip(jax.tree_util.tree_leaves(grads),
-                                                       max_norm)
+        summed, _ = optax.per_example_global_norm_clip(jax.tree_util.tree_leaves(grads), max_norm)
     for a, b in zip(jax.tree_util.tree_leaves(got), summed, strict=True):
         np.testing.assert_allclose(a, b / 5, rtol=1e-10)
 
@@ -186,16 +187,17 @@ def test_clipped_mean_grad_is_the_dp_sgd_loop(f64, max_norm, scale):
 @pytest.mark.parametrize("max_norm", [0.0, -1, float("inf"), float("nan")])
 def test_clipped_mean_grad_bad_max_norm(max_norm):
     with pytest.raises(ValueError, match="clipped_mean_grad: max_norm must be a positive"):
-        cj.clipped_mean_grad(lambda p, e: p * e, jnp.asarray(1.0), jnp.ones(3),
-                             max_norm=max_norm)
+        cj.clipped_mean_grad(lambda p, e: p * e, jnp.asarray(1.0), jnp.ones(3), max_norm=max_norm)
 
 
 @pytest.mark.parametrize("mask", [[True], [True, False, True], [[True] * 4] * 2])
 def test_mask_shape_is_checked_with_type_checks_off(mask):
     # A (1,) mask would broadcast and clip everything; others crash inside JAX: all refused.
-    out = run_python("import jax, cakejax as cj, jax.numpy as jnp\n"
-                     f"clip = cj.GradientClip(0.1, mask={mask!r})\n"
-                     "try:\n    jax.grad(lambda v: jnp.sum(clip(v) * v))(jnp.ones(4))\n"
-                     "except Exception as error:\n    print(type(error).__name__, error)\n",
-                     CAKEJAX_TYPECHECK="0")
+    out = run_python(
+        "import jax, cakejax as cj, jax.numpy as jnp\n"
+        f"clip = cj.GradientClip(0.1, mask={mask!r})\n"
+        "try:\n    jax.grad(lambda v: jnp.sum(clip(v) * v))(jnp.ones(4))\n"
+        "except Exception as error:\n    print(type(error).__name__, error)\n",
+        CAKEJAX_TYPECHECK="0",
+    )
     assert out.startswith("TypeCheckError GradientClip: field 'mask' has shape"), out

@@ -62,9 +62,7 @@ def test_ascent_direction_goes_up_and_jax_grad_goes_down(x64):
         assert score(z + step * other) < score(z + step * unit)
 
 
-@pytest.mark.parametrize(
-    "angle", [0.0, 0.7, 2.0, -1.3]
-)
+@pytest.mark.parametrize("angle", [0.0, 0.7, 2.0, -1.3])
 def test_flavor_stability_is_one_plus_x_squared(x64, angle):
     x = 3.0 * angle
     np.testing.assert_allclose(cj.FlavorStability()(x), 1 + x**2, rtol=1e-6)
@@ -147,8 +145,9 @@ def test_wirtinger_identities(x64, z):
     for name, f in HOLOMORPHIC.items():
         d_z, d_zbar = wirtinger(f, z)
         np.testing.assert_allclose(d_zbar, 0, atol=1e-5 * max(1.0, abs(d_z)), err_msg=name)
-        np.testing.assert_allclose(d_z, jax.grad(f, holomorphic=True)(jnp.asarray(z)),
-                                   rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            d_z, jax.grad(f, holomorphic=True)(jnp.asarray(z)), rtol=1e-5, err_msg=name
+        )
         np.testing.assert_allclose(holomorphic_grad(f, z), d_z, rtol=1e-6, err_msg=name)
     # Real-valued f: d/dz̄ = conj(d/dz).
     for f in (VIBRATION, jnp.real, jnp.abs, REAL_SIN):
@@ -161,8 +160,7 @@ def test_wirtinger_identities(x64, z):
     g_w, g_wbar = wirtinger(G, f(jnp.asarray(z)))
     h_z, h_zbar = wirtinger(G_OF_EXP_CONJ, z)
     np.testing.assert_allclose(h_z, g_w * f_z + g_wbar * jnp.conj(f_zbar), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(h_zbar, g_w * f_zbar + g_wbar * jnp.conj(f_z), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(h_zbar, g_w * f_zbar + g_wbar * jnp.conj(f_z), rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=10)
@@ -175,10 +173,12 @@ def test_complex_jacobian_agrees_with_jacfwd_jacrev_and_finite_differences(f64, 
         # Relative to the Jacobian's size: an entry that is exactly 0 one way can come out as
         # the smallest normal number (2.2e-308) the other way when Im z is that small.
         scale = 1e-12 * float(jnp.max(jnp.abs(jac)))
-        np.testing.assert_allclose(jac, jnp.atleast_2d(jax.jacfwd(real_f)(xy)), rtol=1e-12,
-                                   atol=scale)
-        np.testing.assert_allclose(jac, jnp.atleast_2d(jax.jacrev(real_f)(xy)), rtol=1e-12,
-                                   atol=scale)
+        np.testing.assert_allclose(
+            jac, jnp.atleast_2d(jax.jacfwd(real_f)(xy)), rtol=1e-12, atol=scale
+        )
+        np.testing.assert_allclose(
+            jac, jnp.atleast_2d(jax.jacrev(real_f)(xy)), rtol=1e-12, atol=scale
+        )
         h = 1e-6
         central = jnp.stack(
             [(real_f(xy + h * e) - real_f(xy - h * e)) / (2 * h) for e in jnp.eye(2)], axis=-1
@@ -192,12 +192,14 @@ def test_complex_jacobian_of_arrays_has_two_by_two_blocks(x64):
     assert jac.shape == (6, 6)
     for i, zi in enumerate(np.asarray(z)):
         d = 2 * zi  # f' = 2z; a holomorphic block is [[Re f', −Im f'], [Im f', Re f']]
-        np.testing.assert_allclose(jac[2 * i:2 * i + 2, 2 * i:2 * i + 2],
-                                   [[d.real, -d.imag], [d.imag, d.real]], rtol=1e-6)
+        np.testing.assert_allclose(
+            jac[2 * i : 2 * i + 2, 2 * i : 2 * i + 2],
+            [[d.real, -d.imag], [d.imag, d.real]],
+            rtol=1e-6,
+        )
     off_diagonal = jac.at[np.kron(np.eye(3), np.ones((2, 2))).astype(bool)].set(0)
     np.testing.assert_array_equal(off_diagonal, 0)
-    np.testing.assert_allclose(cj.complex_jacobian(cj.TrickyMagic(), 0.3 - 2j),
-                               [[1, 0], [0, -1]])
+    np.testing.assert_allclose(cj.complex_jacobian(cj.TrickyMagic(), 0.3 - 2j), [[1, 0], [0, -1]])
 
 
 def test_models_on_batches_and_under_jit(x64):
@@ -205,7 +207,7 @@ def test_models_on_batches_and_under_jit(x64):
     for model in (cj.VibrationScore(), cj.SmoothMagic(), cj.TrickyMagic()):
         batch = jax.vmap(model)(z)
         np.testing.assert_allclose(batch, jnp.stack([model(w) for w in z]), rtol=1e-6)
-        np.testing.assert_allclose(jax.jit(lambda w: model(w))(z[0]), model(z[0]), rtol=1e-6)
+        np.testing.assert_allclose(jax.jit(lambda w, m=model: m(w))(z[0]), model(z[0]), rtol=1e-6)
     ascent = jax.vmap(lambda w: cj.ascent_direction(cj.VibrationScore(), w))(z)
     expected = (3 - 2 * np.asarray(z.real)) - 2j * np.asarray(z.imag)  # (∂x, ∂y) = (3 − 2x, −2y)
     np.testing.assert_allclose(ascent, expected, rtol=1e-6)
@@ -217,14 +219,18 @@ def test_models_on_batches_and_under_jit(x64):
 
 
 BAD = {
-    "real where complex is required": (lambda: cj.VibrationScore()(jnp.asarray(2.0)), "z",
-                                       "Complex"),
-    "complex where real is required": (lambda: cj.FlavorStability()(jnp.asarray(3 + 0j)), "x",
-                                       "Float"),
-    "batch where scalar is required": (lambda: cj.SmoothMagic()(jnp.ones(2, complex)), "z",
-                                       "''"),
-    "real point for wirtinger": (lambda: cj.wirtinger(jnp.sin, jnp.asarray(1.0)), "z",
-                                 "Complex"),
+    "real where complex is required": (
+        lambda: cj.VibrationScore()(jnp.asarray(2.0)),
+        "z",
+        "Complex",
+    ),
+    "complex where real is required": (
+        lambda: cj.FlavorStability()(jnp.asarray(3 + 0j)),
+        "x",
+        "Float",
+    ),
+    "batch where scalar is required": (lambda: cj.SmoothMagic()(jnp.ones(2, complex)), "z", "''"),
+    "real point for wirtinger": (lambda: cj.wirtinger(jnp.sin, jnp.asarray(1.0)), "z", "Complex"),
     "integer weight": (lambda: cj.VibrationScore(jnp.asarray(3)), "real_weight", "Float"),
 }
 

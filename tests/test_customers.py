@@ -16,8 +16,9 @@ from .helpers import run_python
 
 def _scores(n):
     ideals, fluffy = jnp.linspace(8.0, 12.0, n), jnp.linspace(4.0, 6.0, n)
-    return eqx.filter_vmap(
-        lambda s, f: cj.Deliciousness(ideal_sweetness=s, ideal_fluffiness=f))(ideals, fluffy)
+    return eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s, ideal_fluffiness=f))(
+        ideals, fluffy
+    )
 
 
 def test_batch_equals_one_customer_at_a_time(f64):
@@ -43,12 +44,13 @@ def test_bad_batches():
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("shops",))
     with pytest.raises(ValueError, match="the mesh has no axis 'customers'"):
         cj.optimise_recipes(_scores(4), x0, mesh=mesh)
-    with pytest.raises(RuntimeError, match="has 1 JAX process.*not 2: jax.distributed is not "
-                                           "initialised"):
+    with pytest.raises(
+        RuntimeError, match="has 1 JAX process.*not 2: jax.distributed is not initialised"
+    ):
         cj.customers_from_processes(_scores(4), mesh, processes=2)
 
 
-_EIGHT_DEVICES = textwrap.dedent('''
+_EIGHT_DEVICES = textwrap.dedent("""
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
     import cakejax as cj
@@ -75,7 +77,7 @@ _EIGHT_DEVICES = textwrap.dedent('''
                 cj.optimise_recipes(jax.tree.map(lambda v: v[:12], scores), x0, mesh=mesh)
             except ValueError as error:
                 print(error)
-''')
+""")
 
 
 def test_eight_devices_give_one_devices_results_and_keep_the_batch_sharded():
@@ -89,11 +91,12 @@ def test_eight_devices_give_one_devices_results_and_keep_the_batch_sharded():
         _, recipe_error, score_error = line.split()
         assert float(recipe_error) <= rtol and float(score_error) <= score_rtol, line
     for line in (lines[1], lines[3]):
-        assert line.startswith("optimise_recipes: 12 customers do not split evenly over the "
-                               "mesh's 8 devices"), line
+        assert line.startswith(
+            "optimise_recipes: 12 customers do not split evenly over the mesh's 8 devices"
+        ), line
 
 
-_WORKER = textwrap.dedent('''
+_WORKER = textwrap.dedent("""
     import json, sys
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -116,7 +119,7 @@ _WORKER = textwrap.dedent('''
     (shard,) = solution.recipe.addressable_shards
     print(json.dumps({"process": process, "rows": [shard.index[0].start, shard.index[0].stop],
                       "recipes": np.asarray(shard.data).tolist()}))
-''')
+""")
 
 
 def test_two_processes_each_owning_half_the_customers(tmp_path):
@@ -131,15 +134,22 @@ def test_two_processes_each_owning_half_the_customers(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    processes = [subprocess.Popen([sys.executable, str(worker), str(port), str(i)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=os.environ.copy()) for i in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(port), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for i in range(2)
+    ]
     try:
         outputs = [p.communicate(timeout=240) for p in processes]
     finally:
         for p in processes:
             p.kill()
-    for p, (out, err) in zip(processes, outputs, strict=True):
+    for p, (_, err) in zip(processes, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     halves = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     got = np.zeros((8, 4), np.float32)
@@ -147,7 +157,8 @@ def test_two_processes_each_owning_half_the_customers(tmp_path):
         assert half["rows"] == [4 * half["process"], 4 * half["process"] + 4]
         got[slice(*half["rows"])] = half["recipes"]
     scores = eqx.filter_vmap(lambda s: cj.Deliciousness(ideal_sweetness=s))(
-        jnp.linspace(8.0, 12.0, 8, dtype=jnp.float32))
+        jnp.linspace(8.0, 12.0, 8, dtype=jnp.float32)
+    )
     single = np.asarray(cj.optimise_recipes(scores, jnp.asarray([1.0, 3.0, 2.0, 1.5])).recipe)
     # As on eight devices: equal to the optimiser's tolerance (float32, rtol 1e-4 of the
     # amounts' scale), not bitwise.

@@ -28,8 +28,13 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
     html = tmp_path_factory.mktemp("html")
-    subprocess.run([sys.executable, "-m", "benchmarks.publish", "--html", str(html)], cwd=ROOT,
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.publish", "--html", str(html)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -45,11 +50,18 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 # Every host but the local server is unreachable, as on an offline cluster.
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        # Every host but the local server is unreachable, as on an offline cluster.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -69,22 +81,26 @@ def test_dashboard_plots_the_committed_results_offline(dashboard, browser):
     _, url = dashboard
     name = "bench_baseline.AgainstCourse.time_closed_over"
     browser.get(f"{url}#{name}")
-    series = WebDriverWait(browser, 60).until(lambda d: d.execute_script("""
+    series = WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("""
         var plot = window.jQuery && jQuery('#main-graph').data('plot');
         if (!plot) return null;
         var drawn = plot.getData().filter(function (s) { return s.data.length > 0; });
         return drawn.length ? drawn.map(function (s) { return [s.label, s.data.length]; })
                             : null;
-    """))
+    """)
+    )
     labels = " ".join(label for label, _ in series)
     assert "cakejax" in labels and "course" in labels, series
     # The grid page draws a benchmark's thumbnail when it scrolls into view: scroll through the
     # page, then every benchmark in the published index must have its plot drawn.
     browser.get(url)
-    expected = WebDriverWait(browser, 60).until(lambda d: d.execute_script("""
+    expected = WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("""
         var n = jQuery('.benchmark-plot').length;
         return n > 0 && $.asv.main_json ? Object.keys($.asv.main_json.benchmarks).length : null;
-    """))
+    """)
+    )
     assert expected >= 10, expected
 
     def drawn(driver):

@@ -26,16 +26,16 @@ def test_printed_values_are_what_the_examples_compute(x64, name):
 
 
 def test_the_course_inputs():
-    np.testing.assert_array_equal(examples.cake(), [course.CAKE[k] for k in
-                                                    ("butter", "eggs", "flour", "sugar")])
+    np.testing.assert_array_equal(
+        examples.cake(), [course.CAKE[k] for k in ("butter", "eggs", "flour", "sugar")]
+    )
     assert examples.BUTTER == (True, False, False, False)
     model, features, likes = examples.like_data()
     np.testing.assert_array_equal(features, np.asarray(course.LIKE_FEATURES, features.dtype))
     np.testing.assert_array_equal(likes, course.LIKES)
     assert model.weights.shape == (3,)
     a, b = course.DOUGH_PARAMS
-    np.testing.assert_allclose(examples.dough_maturity(course.DOUGH_PARAMS), b / (1 - a),
-                               rtol=1e-5)
+    np.testing.assert_allclose(examples.dough_maturity(course.DOUGH_PARAMS), b / (1 - a), rtol=1e-5)
 
 
 def test_kinds_and_refusals_are_well_formed():

@@ -33,19 +33,29 @@ def _check_transform(f, name, rtol):
         np.testing.assert_allclose(transform("vmap", jax.grad(f))(batch), expected, rtol=rtol)
         return
     v = jnp.asarray([0.3, -2.0], dtype=p.dtype)
-    expected = {"jit": value, "grad": grad, "jvp": (value, grad @ np.asarray(v)),
-                "jacfwd": grad, "jacrev": grad, "hessian": hessian}[name]
+    expected = {
+        "jit": value,
+        "grad": grad,
+        "jvp": (value, grad @ np.asarray(v)),
+        "jacfwd": grad,
+        "jacrev": grad,
+        "hessian": hessian,
+    }[name]
     got = transform(name, f, tangent=v)(p)
-    for g, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+    for g, e in zip(
+        jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected), strict=True
+    ):
         np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
 
 
 #: The default solver under every transform; the others (which change only the forward solve,
 #: not the derivative rule) under the transforms that exercise the rule in each mode.
 SOLVER_CASES = [("Anderson", t) for t in TRANSFORMS] + [
-    (solver, t) for solver in SOLVERS if solver != "Anderson" for t in ("grad", "jvp", "hessian")]
-ADJOINT_CASES = [(adjoint, t) for adjoint in EXACT_ADJOINTS
-                 for t in ("grad", "jvp", "jacrev", "hessian", "vmap")]
+    (solver, t) for solver in SOLVERS if solver != "Anderson" for t in ("grad", "jvp", "hessian")
+]
+ADJOINT_CASES = [
+    (adjoint, t) for adjoint in EXACT_ADJOINTS for t in ("grad", "jvp", "jacrev", "hessian", "vmap")
+]
 
 
 @pytest.mark.parametrize("solver, transform", SOLVER_CASES)
@@ -114,8 +124,12 @@ def test_scale_invariant_against_optimistix(f64, scale):
         return scale * jnp.sum(cj.FixedPoint(TanhCell(W, U, t), rtol=1e-13)(jnp.zeros(20)) ** 2)
 
     def theirs(t):
-        sol = optx.fixed_point(lambda x, _: TanhCell(W, U, t)(x), optx.Newton(1e-13, 1e-13),
-                               jnp.zeros(20), adjoint=optx.ImplicitAdjoint())
+        sol = optx.fixed_point(
+            lambda x, _: TanhCell(W, U, t)(x),
+            optx.Newton(1e-13, 1e-13),
+            jnp.zeros(20),
+            adjoint=optx.ImplicitAdjoint(),
+        )
         return scale * jnp.sum(sol.value**2)
 
     np.testing.assert_allclose(jax.grad(ours)(theta), jax.grad(theirs)(theta), rtol=1e-9)
@@ -167,8 +181,11 @@ def test_singular_with_a_consistent_right_hand_side(adjoint):
     with pytest.raises(eqx.EquinoxRuntimeError, match="singular"):
         eqx.filter_jvp(loss, (fn,), (fn,))
     assert np.isnan(eqx.filter_grad(lambda m: loss(m, throw=False))(fn).theta)
-    solution = jax.jvp(lambda t: cj.FixedPoint(HalfSingular(t), throw=False).solve(
-        jnp.zeros(2)), (jnp.asarray(1.0),), (jnp.asarray(1.0),))[0]
+    solution = jax.jvp(
+        lambda t: cj.FixedPoint(HalfSingular(t), throw=False).solve(jnp.zeros(2)),
+        (jnp.asarray(1.0),),
+        (jnp.asarray(1.0),),
+    )[0]
     assert bool(solution.result == cj.FixedPointResult.singular)
 
 
@@ -185,8 +202,9 @@ def test_check_grads_float64(f64, a, b):
 @settings(max_examples=2)
 @given(a=st.floats(-0.8, 0.8), b=st.floats(0.5, 5.0))
 def test_check_grads_float32(a, b):
-    check_grads(_default_maturity, (params(a, b),), order=2, modes=("fwd", "rev"), eps=1e-2,
-                rtol=2e-2)
+    check_grads(
+        _default_maturity, (params(a, b),), order=2, modes=("fwd", "rev"), eps=1e-2, rtol=2e-2
+    )
 
 
 def test_derivative_with_respect_to_x0_is_exactly_zero(x64):
@@ -232,23 +250,25 @@ def test_derivatives_are_matrix_free(solver):
         return jnp.sum(cj.FixedPoint(cell, solver=SOLVERS[solver])(jnp.zeros(n)))
 
     theta = jnp.ones(4)
-    for transform in (jax.grad, jax.jacfwd):
-        shapes = set(_shapes(jax.make_jaxpr(transform(loss))(theta).jaxpr))
+    for derivative in (jax.grad, jax.jacfwd):
+        shapes = set(_shapes(jax.make_jaxpr(derivative(loss))(theta).jaxpr))
         assert (n,) in shapes
-        assert (n, n) not in shapes, f"{transform.__name__} forms an n x n matrix"
+        assert (n, n) not in shapes, f"{derivative.__name__} forms an n x n matrix"
 
 
 def test_closure_over_a_traced_parameter_is_differentiated(x64):
     """Defect 5: a function closing over the θ being differentiated raised
     UnexpectedTracerError; it is closure-converted and differentiated exactly."""
+
     def loss(th):
         return cj.FixedPoint(lambda x: jnp.tanh(0.5 * x + th), rtol=1e-10)(jnp.zeros(3)).sum()
 
     th = jnp.asarray(0.3)
     x = cj.FixedPoint(lambda x: jnp.tanh(0.5 * x + th), rtol=1e-12)(jnp.zeros(3))
     d = 1 - jnp.tanh(0.5 * x + th) ** 2  # x = tanh(x/2 + θ): dx/dθ = d / (1 - d/2)
-    np.testing.assert_allclose(jax.grad(loss)(th), jnp.sum(d / (1 - 0.5 * d)),
-                               rtol=1e-8 if x64 else 1e-5)
+    np.testing.assert_allclose(
+        jax.grad(loss)(th), jnp.sum(d / (1 - 0.5 * d)), rtol=1e-8 if x64 else 1e-5
+    )
     np.testing.assert_allclose(jax.jit(jax.grad(loss))(th), jax.grad(loss)(th), rtol=1e-6)
 
 
@@ -275,13 +295,20 @@ class DEQ(eqx.Module):
         return self.v @ z
 
 
-@pytest.mark.parametrize("adjoint", [cj.Implicit(), cj.Implicit("dense"), cj.Phantom(3)],
-                         ids=["Implicit", "Implicit(dense)", "Phantom(3)"])
+@pytest.mark.parametrize(
+    "adjoint",
+    [cj.Implicit(), cj.Implicit("dense"), cj.Phantom(3)],
+    ids=["Implicit", "Implicit(dense)", "Phantom(3)"],
+)
 def test_trains_in_the_equinox_optax_loop(adjoint, tmp_path):
     kw, ku, kv, kx = jax.random.split(jax.random.key(0), 4)
     W = jax.random.normal(kw, (16, 16))
-    model = DEQ(0.4 * W / jnp.linalg.norm(W, 2), jax.random.normal(ku, (16, 2)) / 4,
-                jax.random.normal(kv, (16,)) / 4, adjoint)
+    model = DEQ(
+        0.4 * W / jnp.linalg.norm(W, 2),
+        jax.random.normal(ku, (16, 2)) / 4,
+        jax.random.normal(kv, (16,)) / 4,
+        adjoint,
+    )
     xs = jax.random.normal(kx, (64, 2))
     ys = jnp.sin(xs[:, 0]) + 0.5 * xs[:, 1]
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 import cakejax as cj
-from cakejax.examples import tanh_contraction, TanhCell
 from cakejax import _course as course
+from cakejax.examples import tanh_contraction, TanhCell
 
 from .fixed_point_cases import analytic, maturity, params, SOLVERS, TIGHT
 from .helpers import assert_course
@@ -53,10 +53,10 @@ def test_float32_floor_is_not_a_failure(a, b):
     """Defect 3: a = -0.99 in float32 cannot meet rtol = 1e-6 with Picard (rounding noise is
     amplified by 1/(1 - |a|)), but it converges: no error, and x* as accurate as float32
     allows."""
-    solution = cj.FixedPoint(cj.DoughMaturity(a, b), solver=cj.Picard(), max_steps=5000).solve(
-        0.0)
+    solution = cj.FixedPoint(cj.DoughMaturity(a, b), solver=cj.Picard(), max_steps=5000).solve(0.0)
     assert bool(solution.result == cj.FixedPointResult.successful) or bool(
-        solution.result == cj.FixedPointResult.floating_point_floor)
+        solution.result == cj.FixedPointResult.floating_point_floor
+    )
     x_star = b / (1 - np.float64(np.float32(a)))
     assert abs(float(solution.value) - x_star) <= 1e-4 * abs(x_star)
 
@@ -66,8 +66,9 @@ def test_optimistix_cos_problem_converges(x64, solver):
     fp = cj.FixedPoint(lambda x: jnp.cos(1.3 * x), solver=SOLVERS[solver], max_steps=5000)
     x = fp(jnp.asarray(0.0))
     tol = 1e-10 if x64 else 1e-6
-    reference = optx.fixed_point(lambda x, _: jnp.cos(1.3 * x), optx.Newton(tol, tol),
-                                 jnp.asarray(0.5)).value
+    reference = optx.fixed_point(
+        lambda x, _: jnp.cos(1.3 * x), optx.Newton(tol, tol), jnp.asarray(0.5)
+    ).value
     np.testing.assert_allclose(x, reference, rtol=1e-5 if not x64 else 1e-6)
 
 
@@ -101,21 +102,52 @@ def test_newton_finds_a_repelling_fixed_point():
 
 FAILURES = {
     # name: (retention, boost, solver, max_steps, message, result)
-    "two-cycle (a = -1)": (-1.0, 10.0, cj.Picard(), 256, "oscillates",
-                           cj.FixedPointResult.oscillating),
-    "too slow (0.999, 20 steps)": (0.999, 10.0, cj.Picard(), 20, "still converging",
-                                   cj.FixedPointResult.max_steps_reached),
-    "repelling (1.5, Picard)": (1.5, 10.0, cj.Picard(), 256, "does not converge",
-                                cj.FixedPointResult.diverged),
-    "repelling, few steps": (1.5, 10.0, cj.Picard(), 5, "does not converge",
-                             cj.FixedPointResult.diverged),
-    "no fixed point (a = 1)": (1.0, 10.0, cj.Anderson(), 256, "does not converge",
-                               cj.FixedPointResult.diverged),
+    "two-cycle (a = -1)": (
+        -1.0,
+        10.0,
+        cj.Picard(),
+        256,
+        "oscillates",
+        cj.FixedPointResult.oscillating,
+    ),
+    "too slow (0.999, 20 steps)": (
+        0.999,
+        10.0,
+        cj.Picard(),
+        20,
+        "still converging",
+        cj.FixedPointResult.max_steps_reached,
+    ),
+    "repelling (1.5, Picard)": (
+        1.5,
+        10.0,
+        cj.Picard(),
+        256,
+        "does not converge",
+        cj.FixedPointResult.diverged,
+    ),
+    "repelling, few steps": (
+        1.5,
+        10.0,
+        cj.Picard(),
+        5,
+        "does not converge",
+        cj.FixedPointResult.diverged,
+    ),
+    "no fixed point (a = 1)": (
+        1.0,
+        10.0,
+        cj.Anderson(),
+        256,
+        "does not converge",
+        cj.FixedPointResult.diverged,
+    ),
 }
 
 
 def _modes(fp: cj.FixedPoint):
     """The failing solve reached eagerly, under filter_jit, jit, grad and jvp."""
+
     def loss(f):
         return fp.__class__(f, solver=fp.solver, max_steps=fp.max_steps, throw=fp.throw)(0.0)
 
@@ -143,11 +175,15 @@ def test_failures_are_reported_without_throw(case):
     fp = cj.FixedPoint(fn, solver=solver, max_steps=max_steps, throw=False)
     solution = fp.solve(0.0)
     assert bool(solution.result == result)
-    grads = eqx.filter_grad(lambda f: cj.FixedPoint(f, solver=solver, max_steps=max_steps,
-                                                    throw=False)(0.0))(fn)
+    grads = eqx.filter_grad(
+        lambda f: cj.FixedPoint(f, solver=solver, max_steps=max_steps, throw=False)(0.0)
+    )(fn)
     assert np.isnan(grads.retention) and np.isnan(grads.boost)
-    _, tangent = eqx.filter_jvp(lambda f: cj.FixedPoint(f, solver=solver, max_steps=max_steps,
-                                                        throw=False)(0.0), (fn,), (fn,))
+    _, tangent = eqx.filter_jvp(
+        lambda f: cj.FixedPoint(f, solver=solver, max_steps=max_steps, throw=False)(0.0),
+        (fn,),
+        (fn,),
+    )
     assert np.isnan(tangent)
 
 
@@ -164,18 +200,24 @@ def test_solution_reports_the_true_residual_and_steps():
     cell = TanhCell(*tanh_contraction(50, 0.9))
     solution = cj.FixedPoint(cell).solve(jnp.zeros(50))
     x = solution.value
-    np.testing.assert_allclose(solution.residual, jnp.max(jnp.abs(cell(x) - x)), rtol=1e-6,
-                               atol=0)
+    np.testing.assert_allclose(solution.residual, jnp.max(jnp.abs(cell(x) - x)), rtol=1e-6, atol=0)
     assert 1 <= int(solution.steps) < 256
     assert solution.backward_steps is None and solution.backward_residual is None
 
 
 def test_per_element_convergence_under_vmap():
     batch = jnp.asarray([[0.5, 1.0], [-1.0, 10.0], [0.75, 10.0], [0.999, 1.0]])
-    solutions = jax.vmap(lambda p: cj.FixedPoint(cj.DoughMaturity(p[0], p[1]),
-                                                 solver=cj.Picard(), throw=False).solve(0.0))(batch)
-    codes = [cj.FixedPointResult.successful, cj.FixedPointResult.oscillating,
-             cj.FixedPointResult.successful, cj.FixedPointResult.max_steps_reached]
+    solutions = jax.vmap(
+        lambda p: cj.FixedPoint(
+            cj.DoughMaturity(p[0], p[1]), solver=cj.Picard(), throw=False
+        ).solve(0.0)
+    )(batch)
+    codes = [
+        cj.FixedPointResult.successful,
+        cj.FixedPointResult.oscillating,
+        cj.FixedPointResult.successful,
+        cj.FixedPointResult.max_steps_reached,
+    ]
     found = jax.tree_util.tree_leaves(solutions.result)[0]
     for i, code in enumerate(codes):
         assert int(found[i]) == int(jax.tree_util.tree_leaves(code)[0])
@@ -193,8 +235,12 @@ def test_agrees_with_optimistix(rho):
         return jnp.sum(cj.FixedPoint(TanhCell(W, U, t))(x0) ** 2)
 
     def theirs(t):
-        sol = optx.fixed_point(lambda x, _: TanhCell(W, U, t)(x), optx.Newton(1e-7, 1e-7), x0,
-                               adjoint=optx.ImplicitAdjoint())
+        sol = optx.fixed_point(
+            lambda x, _: TanhCell(W, U, t)(x),
+            optx.Newton(1e-7, 1e-7),
+            x0,
+            adjoint=optx.ImplicitAdjoint(),
+        )
         return jnp.sum(sol.value**2)
 
     value, grad = jax.jit(jax.value_and_grad(ours))(theta)
@@ -241,8 +287,11 @@ MAPS_WITHOUT_REACHABLE_FIXED_POINTS = {
 
 
 @settings(max_examples=20)
-@given(x0=st.floats(-5.0, 5.0), name=st.sampled_from(list(MAPS_WITHOUT_REACHABLE_FIXED_POINTS)),
-       solver=st.sampled_from(["Anderson", "Picard", "Newton"]))
+@given(
+    x0=st.floats(-5.0, 5.0),
+    name=st.sampled_from(list(MAPS_WITHOUT_REACHABLE_FIXED_POINTS)),
+    solver=st.sampled_from(["Anderson", "Picard", "Newton"]),
+)
 @example(x0=3.625, name="x^3 (repelling from |x| > 1)", solver="Anderson")
 def test_a_blow_up_or_a_jump_is_never_reported_converged(x0, name, solver):
     """Found by trying it as a user: after a jump or a blow-up the secant slope is huge, and
@@ -273,5 +322,6 @@ def test_states_and_cotangents_as_users_write_them():
 
 def test_a_neumann_solve_out_of_steps_says_so():
     with pytest.raises(eqx.EquinoxRuntimeError, match="contracts too weakly for max_steps"):
-        jax.grad(lambda a: cj.FixedPoint(cj.DoughMaturity(a, 10.0),
-                                          adjoint=cj.Implicit("neumann"))(0.0))(0.99)
+        jax.grad(
+            lambda a: cj.FixedPoint(cj.DoughMaturity(a, 10.0), adjoint=cj.Implicit("neumann"))(0.0)
+        )(0.99)

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 import cakejax as cj
 from cakejax.testing import assert_layer
 
+
 # Magnitudes of users' values, tangents and cotangents.
 magnitudes = st.floats(1e-12, 1e12).flatmap(lambda m: st.sampled_from([m, -m]))
 vectors = st.lists(magnitudes, min_size=1, max_size=6).map(jnp.asarray)
@@ -55,8 +56,11 @@ def test_straight_through_learns_the_parameters_of_fn():
 
 
 def test_straight_through_refuses_a_change_of_shape_or_dtype():
-    with pytest.raises(TypeError, match=r"StraightThrough: fn must return an array of its "
-                                        r"input's shape and dtype.*got bool\[3\]"):
+    with pytest.raises(
+        TypeError,
+        match=r"StraightThrough: fn must return an array of its "
+        r"input's shape and dtype.*got bool\[3\]",
+    ):
         cj.StraightThrough(lambda v: v > 0)(jnp.ones(3))
     with pytest.raises(TypeError, match=r"got float32\[\] for an input of float32\[3\]"):
         jax.grad(lambda v: cj.StraightThrough(jnp.sum)(v).sum())(jnp.ones(3))
@@ -71,16 +75,18 @@ def test_gradient_scale_and_reversal(x64, x, scale):
         want = (factor * cotangent).astype(x.dtype)
         np.testing.assert_allclose(jax.vjp(layer, x)[1](cotangent)[0], want, rtol=1e-6)
         np.testing.assert_allclose(jax.jvp(layer, (x,), (cotangent,))[1], want, rtol=1e-6)
-        np.testing.assert_allclose(jax.vmap(jax.grad(lambda v: layer(v) * v))(x),
-                                   (factor + 1) * x, rtol=1e-5)
+        np.testing.assert_allclose(
+            jax.vmap(jax.grad(lambda v, g=layer: g(v) * v))(x), (factor + 1) * x, rtol=1e-5
+        )
 
 
 def test_second_derivatives_are_scaled_by_the_square(f64):
     x = jnp.asarray([0.3, -1.2])
     f = lambda v: jnp.sum(jnp.sin(v) * v)  # noqa: E731
     for layer, factor in ((cj.GradientScale(3.0), 3.0), (cj.GradientReversal(0.5), -0.5)):
-        np.testing.assert_allclose(jax.hessian(lambda v: f(layer(v)))(x),
-                                   factor**2 * jax.hessian(f)(x), rtol=1e-12)
+        np.testing.assert_allclose(
+            jax.hessian(lambda v, g=layer: f(g(v)))(x), factor**2 * jax.hessian(f)(x), rtol=1e-12
+        )
 
 
 def test_scale_gradient_takes_a_traced_schedule_without_recompiling():
@@ -104,12 +110,16 @@ def test_complex_inputs(x64):
     np.testing.assert_allclose(jax.jvp(layer, (z,), (z,))[1], 2 * z)
 
 
-@pytest.mark.parametrize("layer, reference", [
-    (cj.StraightThrough(jnp.round), lambda x: x),
-    (cj.StraightThrough(jnp.sign), lambda x: x),
-    (cj.GradientScale(0.25), lambda x: 0.25 * x),
-    (cj.GradientReversal(), lambda x: -x),
-    (cj.GradientReversal(3.0), lambda x: -3.0 * x),
-], ids=["round", "sign", "scale", "reversal", "reversal 3"])
+@pytest.mark.parametrize(
+    "layer, reference",
+    [
+        (cj.StraightThrough(jnp.round), lambda x: x),
+        (cj.StraightThrough(jnp.sign), lambda x: x),
+        (cj.GradientScale(0.25), lambda x: 0.25 * x),
+        (cj.GradientReversal(), lambda x: -x),
+        (cj.GradientReversal(3.0), lambda x: -3.0 * x),
+    ],
+    ids=["round", "sign", "scale", "reversal", "reversal 3"],
+)
 def test_assert_layer_with_the_derivative_they_promise(x64, layer, reference):
     assert_layer(layer, jnp.asarray([0.3, -1.4, 2.6]), reference=reference)

@@ -15,6 +15,7 @@ import cakejax as cj
 from cakejax import examples
 from cakejax.testing import assert_layer, check_layer, check_transforms, TRANSFORMS
 
+
 X = jnp.asarray([0.3, -1.0, 2.0])
 
 
@@ -65,11 +66,15 @@ def _inconsistent_jvp_vjp():
     return f
 
 
-@pytest.mark.parametrize("make, failing", [
-    (_wrong_jvp, "finite differences, 1st order"),
-    (_wrong_vjp_value, "finite differences, 1st order"),
-    (_wrong_second_order, "finite differences, 2nd order"),
-], ids=["custom_jvp 1% off", "custom_vjp wrong value", "right 1st order, wrong 2nd"])
+@pytest.mark.parametrize(
+    "make, failing",
+    [
+        (_wrong_jvp, "finite differences, 1st order"),
+        (_wrong_vjp_value, "finite differences, 1st order"),
+        (_wrong_second_order, "finite differences, 2nd order"),
+    ],
+    ids=["custom_jvp 1% off", "custom_vjp wrong value", "right 1st order, wrong 2nd"],
+)
 def test_catches_a_wrong_rule(x64, make, failing):
     report = check_layer(make(), X)
     assert not report.ok
@@ -105,7 +110,8 @@ def test_passes_a_correct_custom_jvp_at_every_scale(x64):
 # Every layer, and FixedPoint with its default and its Newton solver (the other solver and
 # adjoint options are checked against finite differences in test_fixed_point_*).
 _CHECKED = [n for n in examples.layers() if not n.startswith("FixedPoint,")] + [
-    "FixedPoint, Newton (a repelling point)"]
+    "FixedPoint, Newton (a repelling point)"
+]
 
 
 @pytest.mark.parametrize("name", _CHECKED)
@@ -166,13 +172,21 @@ def test_transform_table_is_check_transforms():
     layer, args = examples.EXAMPLES["GradientClip"].build()
     outcomes = check_transforms(layer, *args)
     assert [outcomes[t].cell() for t in TRANSFORMS] == [
-        "✓", "✓", "✓", "✗ TypeError", "✗ TypeError", "✓", "✓"]
+        "✓",
+        "✓",
+        "✓",
+        "✗ TypeError",
+        "✗ TypeError",
+        "✓",
+        "✓",
+    ]
 
 
 def test_pytest_plugin_with_jaxtyping_packages(tmp_path):
     # A user's package with a typed custom_jvp layer, its test using the plugin's fixtures,
     # run under jaxtyping's own plugin checking that package.
-    (tmp_path / "userlayer.py").write_text(textwrap.dedent('''
+    (tmp_path / "userlayer.py").write_text(
+        textwrap.dedent("""
         import jax
         import jax.numpy as jnp
         from jaxtyping import Array, Float
@@ -188,8 +202,10 @@ def test_pytest_plugin_with_jaxtyping_packages(tmp_path):
 
         def wrong(x: Float[Array, " n"]) -> Float[Array, " n"]:
             return 2 * x
-    '''))
-    (tmp_path / "test_user.py").write_text(textwrap.dedent('''
+    """)
+    )
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent("""
         import jax.numpy as jnp
         import pytest
         from jaxtyping import TypeCheckError
@@ -206,11 +222,26 @@ def test_pytest_plugin_with_jaxtyping_packages(tmp_path):
         def test_jaxtyping_still_checks():
             with pytest.raises(TypeCheckError):
                 userlayer.soft_sign(jnp.ones((2, 2)))
-    '''))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cakejax-seed=3",
-         "--jaxtyping-packages=userlayer,beartype.beartype", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--cakejax-seed=3",
+            "--jaxtyping-packages=userlayer,beartype.beartype",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 passed" in out.stdout

@@ -22,8 +22,9 @@ def test_tour_fails_on_a_wrong_number(monkeypatch):
 
 def test_tour_command():
     # The command line end to end, in float64 (float32 is covered in-process above).
-    out = subprocess.run([sys.executable, "-m", "cakejax", "tour", "--x64"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cakejax", "tour", "--x64"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "✗" not in out.stdout
     assert "results agree with the course" in out.stdout

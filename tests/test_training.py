@@ -2,7 +2,6 @@
 write; parameters that an optimiser step, `eqx.tree_at` or a checkpoint puts out of range are
 errors where the model is called."""
 
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -31,8 +30,11 @@ def _layers():
         ("YeastActivity", cj.YeastActivity(2.0), x3),
         ("GradientClip", cj.GradientClip(0.1), x3),
         ("GradientClip, masked", cj.GradientClip(0.1, mask=[True, False, True]), x3),
-        ("GradientClip, masked norm", cj.GradientClip(0.1, mask=[[True, False, True]],
-                                                        mode="norm"), x3[None]),
+        (
+            "GradientClip, masked norm",
+            cj.GradientClip(0.1, mask=[[True, False, True]], mode="norm"),
+            x3[None],
+        ),
         ("StraightThrough", cj.StraightThrough(jnp.round), x3),
         ("GradientScale", cj.GradientScale(0.5), x3),
         ("GradientReversal", cj.GradientReversal(2.0), x3),
@@ -52,8 +54,9 @@ class Net(eqx.Module):
 
 
 @pytest.mark.parametrize("case", _layers(), ids=lambda c: c[0])
-@pytest.mark.parametrize("is_param", [eqx.is_array, eqx.is_inexact_array],
-                         ids=["is_array", "is_inexact_array"])
+@pytest.mark.parametrize(
+    "is_param", [eqx.is_array, eqx.is_inexact_array], ids=["is_array", "is_inexact_array"]
+)
 def test_trains_in_the_equinox_optax_loop(case, is_param):
     _, layer, x = case
     model = Net(jnp.asarray(1.5), layer, jnp.ones_like(x) * 0.5)
@@ -75,7 +78,8 @@ def test_trains_in_the_equinox_optax_loop(case, is_param):
     assert losses[-1] < losses[0]
     # The layer's structure (static fields: bound, mask, mode, scale, fn) is untouched.
     assert jax.tree_util.tree_structure(model) == jax.tree_util.tree_structure(
-        Net(jnp.asarray(1.5), layer, jnp.ones_like(x) * 0.5))
+        Net(jnp.asarray(1.5), layer, jnp.ones_like(x) * 0.5)
+    )
 
 
 @pytest.mark.parametrize("case", _layers(), ids=lambda c: c[0])
@@ -118,16 +122,21 @@ def _beta_optimiser_step(beta):
 
 def _beta_checkpoint(beta, tmp_path):
     path = tmp_path / "yeast.eqx"
-    eqx.tree_serialise_leaves(path, cj.YeastActivity(jnp.asarray(beta)) if beta > 0 else
-                              eqx.tree_at(lambda m: m.beta, cj.YeastActivity(),
-                                          jnp.asarray(beta)))
+    eqx.tree_serialise_leaves(
+        path,
+        cj.YeastActivity(jnp.asarray(beta))
+        if beta > 0
+        else eqx.tree_at(lambda m: m.beta, cj.YeastActivity(), jnp.asarray(beta)),
+    )
     return eqx.tree_deserialise_leaves(path, cj.YeastActivity())(100.0)
 
 
-_BAD_BETAS = [(how, beta) for how in ("tree_at", "jit argument", "optimiser step",
-                                       "checkpoint", "grad")
-              for beta in (-1.0, 0.0, float("inf"), float("nan"))
-              if how != "optimiser step" or np.isfinite(beta)]  # a finite step stays finite
+_BAD_BETAS = [
+    (how, beta)
+    for how in ("tree_at", "jit argument", "optimiser step", "checkpoint", "grad")
+    for beta in (-1.0, 0.0, float("inf"), float("nan"))
+    if how != "optimiser step" or np.isfinite(beta)
+]  # a finite step stays finite
 
 
 @pytest.mark.parametrize(("how", "beta"), _BAD_BETAS)
@@ -141,8 +150,7 @@ def test_beta_out_of_range_is_an_error_where_called(beta, how, tmp_path):
     }
     # Under plain jax.jit the error arrives wrapped in a JaxRuntimeError that carries the
     # message; eagerly and under eqx.filter_jit it is an EquinoxRuntimeError.
-    with pytest.raises(Exception, match="YeastActivity: field 'beta' must be positive and "
-                                        "finite"):
+    with pytest.raises(Exception, match="YeastActivity: field 'beta' must be positive and finite"):
         jax.block_until_ready(calls[how]())
 
 

@@ -1,7 +1,6 @@
 """Typed shapes: wrong shapes, ranks and dtypes are rejected with a message naming the
 parameter (or field), eagerly and under jit."""
 
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -24,24 +23,40 @@ LIKES = jnp.asarray([True, False, True, True])
 # (call, the parameter the message must name, what it must say was expected)
 BAD_CALLS = {
     "ingredients wrong shape": (lambda: cj.Deliciousness()(jnp.ones(3)), "ingredients", "'4'"),
-    "ingredients wrong rank": (lambda: cj.CakeProperties()(jnp.ones((1, 4))), "ingredients",
-                               "'4'"),
+    "ingredients wrong rank": (lambda: cj.CakeProperties()(jnp.ones((1, 4))), "ingredients", "'4'"),
     "ingredients integer": (lambda: cj.CakeProperties()(jnp.arange(4)), "ingredients", "Float"),
-    "ingredients complex": (lambda: cj.FluffinessLoss(True)(jnp.ones(4, complex)),
-                            "ingredients", "Float"),
-    "features wrong width": (lambda: like_model()(jnp.ones((4, 2))), "features",
-                             "'cakes features'"),
+    "ingredients complex": (
+        lambda: cj.FluffinessLoss(True)(jnp.ones(4, complex)),
+        "ingredients",
+        "Float",
+    ),
+    "features wrong width": (
+        lambda: like_model()(jnp.ones((4, 2))),
+        "features",
+        "'cakes features'",
+    ),
     "features wrong rank": (lambda: like_model()(jnp.ones(3)), "features", "'cakes features'"),
-    "likes not boolean": (lambda: cj.like_loss(like_model(), FEATURES, jnp.ones(4)), "likes",
-                          "Bool"),
-    "likes wrong length": (lambda: cj.like_loss(like_model(), FEATURES, LIKES[:3]), "likes",
-                           "'cakes'"),
-    "target not scalar": (lambda: cj.SweetnessError()(jnp.ones(4), jnp.ones(2)), "target",
-                          "''"),
-    "polynomial at an integer": (lambda: cj.Polynomial.cake_quality()(jnp.asarray(2)), "x",
-                                 "Float"),
-    "hvp direction shape": (lambda: cj.hvp(cj.Deliciousness(), jnp.ones(4), jnp.ones(3)), "v",
-                            "'*shape'"),
+    "likes not boolean": (
+        lambda: cj.like_loss(like_model(), FEATURES, jnp.ones(4)),
+        "likes",
+        "Bool",
+    ),
+    "likes wrong length": (
+        lambda: cj.like_loss(like_model(), FEATURES, LIKES[:3]),
+        "likes",
+        "'cakes'",
+    ),
+    "target not scalar": (lambda: cj.SweetnessError()(jnp.ones(4), jnp.ones(2)), "target", "''"),
+    "polynomial at an integer": (
+        lambda: cj.Polynomial.cake_quality()(jnp.asarray(2)),
+        "x",
+        "Float",
+    ),
+    "hvp direction shape": (
+        lambda: cj.hvp(cj.Deliciousness(), jnp.ones(4), jnp.ones(3)),
+        "v",
+        "'*shape'",
+    ),
 }
 
 
@@ -58,8 +73,10 @@ def test_bad_input_eager(case):
 @pytest.mark.parametrize("jit", [jax.jit, eqx.filter_jit], ids=["jax.jit", "eqx.filter_jit"])
 @pytest.mark.parametrize("case", ["ingredients wrong shape", "features wrong width"])
 def test_bad_input_under_jit(case, jit):
-    bad = {"ingredients wrong shape": (cj.Deliciousness(), jnp.ones(3)),
-           "features wrong width": (like_model(), jnp.ones((4, 2)))}
+    bad = {
+        "ingredients wrong shape": (cj.Deliciousness(), jnp.ones(3)),
+        "features wrong width": (like_model(), jnp.ones((4, 2))),
+    }
     model, argument = bad[case]
     parameter = BAD_CALLS[case][1]
     with pytest.raises(TypeCheckError, match=f"parameter '{parameter}'"):
@@ -71,10 +88,11 @@ BAD_FIELDS = {
     "bias not scalar": (lambda: cj.LikeModel(jnp.ones(3), jnp.ones(2)), "bias"),
     "weights integer": (lambda: cj.LikeModel(jnp.arange(3), 0.0), "weights"),
     "coefficients complex": (lambda: cj.Polynomial(jnp.ones(3, complex)), "coeffs"),
-    "exponents wrong shape": (lambda: cj.CakeProperties(cost_exponents=jnp.ones(3)),
-                              "cost_exponents"),
-    "ideal not scalar": (lambda: cj.Deliciousness(ideal_sweetness=jnp.ones(2)),
-                         "ideal_sweetness"),
+    "exponents wrong shape": (
+        lambda: cj.CakeProperties(cost_exponents=jnp.ones(3)),
+        "cost_exponents",
+    ),
+    "ideal not scalar": (lambda: cj.Deliciousness(ideal_sweetness=jnp.ones(2)), "ideal_sweetness"),
     "properties not a model": (lambda: cj.Deliciousness(properties=jnp.ones(3)), "properties"),
     "stop flag not bool": (lambda: cj.FluffinessLoss("yes"), "stop_target_gradient"),
 }
@@ -89,8 +107,10 @@ def test_bad_field_at_construction(case):
 
 def test_python_scalars_and_numpy_arrays_are_accepted():
     assert cj.Polynomial.cake_quality()(2.0) == 11.0
-    np.testing.assert_allclose(cj.CakeProperties()(np.asarray([1.0, 3.0, 2.0, 1.5])),
-                               cj.CakeProperties()(jnp.asarray([1.0, 3.0, 2.0, 1.5])))
+    np.testing.assert_allclose(
+        cj.CakeProperties()(np.asarray([1.0, 3.0, 2.0, 1.5])),
+        cj.CakeProperties()(jnp.asarray([1.0, 3.0, 2.0, 1.5])),
+    )
     # Python numbers in fields become arrays of the default float dtype.
     assert cj.Polynomial([1, 2, 3]).coeffs.dtype == jnp.float32
 
@@ -104,7 +124,8 @@ def test_switch_turns_off_argument_checks_but_not_field_checks():
         "print(cj.Polynomial.cake_quality()(jnp.asarray(2)))\n"
         "for build in (lambda: cj.LikeModel(jnp.ones(3), jnp.ones(2)),\n"
         "              lambda: cj.GradientClip(0.1, mode='bogus'),\n"
-        "              lambda: eqx.tree_at(lambda m: m.beta, cj.YeastActivity(), jnp.ones(2))(1.0)):\n"
+        "              lambda: eqx.tree_at(lambda m: m.beta, cj.YeastActivity(),\n"
+        "                                  jnp.ones(2))(1.0)):\n"
         "    try:\n"
         "        build()\n"
         "    except Exception as error:\n"
@@ -121,39 +142,55 @@ def test_switch_turns_off_argument_checks_but_not_field_checks():
 # checked where the model is called: (model, field, a wrong value, the call).
 X4 = jnp.asarray([1.0, 3.0, 2.0, 1.5])
 CHANGED_FIELDS = {
-    "cost_exponents (3,)": (cj.CakeProperties(), "cost_exponents", jnp.ones(3),
-                            lambda m: m(X4)),
-    "sweetness_weights (1,)": (cj.CakeProperties(), "sweetness_weights", jnp.ones(1),
-                               lambda m: m.sweetness(X4)),
-    "sweetness_weights (4, 4)": (cj.CakeProperties(), "sweetness_weights", jnp.ones((4, 4)),
-                                 lambda m: m(X4)),
-    "fluffiness_weights complex": (cj.CakeProperties(), "fluffiness_weights",
-                                   jnp.ones(4, complex), lambda m: m.fluffiness(X4)),
-    "ideal_sweetness (2,)": (cj.Deliciousness(), "ideal_sweetness", jnp.ones(2),
-                             lambda m: m(X4)),
-    "target_weights (3,)": (cj.FluffinessLoss(True), "target_weights", jnp.ones(3),
-                            lambda m: m(X4)),
-    "coeffs (2, 2)": (cj.Polynomial.cake_quality(), "coeffs", jnp.ones((2, 2)),
-                      lambda m: m(1.0)),
+    "cost_exponents (3,)": (cj.CakeProperties(), "cost_exponents", jnp.ones(3), lambda m: m(X4)),
+    "sweetness_weights (1,)": (
+        cj.CakeProperties(),
+        "sweetness_weights",
+        jnp.ones(1),
+        lambda m: m.sweetness(X4),
+    ),
+    "sweetness_weights (4, 4)": (
+        cj.CakeProperties(),
+        "sweetness_weights",
+        jnp.ones((4, 4)),
+        lambda m: m(X4),
+    ),
+    "fluffiness_weights complex": (
+        cj.CakeProperties(),
+        "fluffiness_weights",
+        jnp.ones(4, complex),
+        lambda m: m.fluffiness(X4),
+    ),
+    "ideal_sweetness (2,)": (cj.Deliciousness(), "ideal_sweetness", jnp.ones(2), lambda m: m(X4)),
+    "target_weights (3,)": (
+        cj.FluffinessLoss(True),
+        "target_weights",
+        jnp.ones(3),
+        lambda m: m(X4),
+    ),
+    "coeffs (2, 2)": (cj.Polynomial.cake_quality(), "coeffs", jnp.ones((2, 2)), lambda m: m(1.0)),
     "bias (3,)": (like_model(), "bias", jnp.ones(3), lambda m: m(FEATURES)),
-    "real_weight integer": (cj.VibrationScore(), "real_weight", jnp.asarray(3),
-                            lambda m: m(1.0 + 1j)),
+    "real_weight integer": (
+        cj.VibrationScore(),
+        "real_weight",
+        jnp.asarray(3),
+        lambda m: m(1.0 + 1j),
+    ),
     "base (2,)": (cj.FlavorStability(), "base", jnp.ones(2), lambda m: m(3.0)),
-    "retention (2,)": (cj.DoughMaturity(0.75, 10.0), "retention", jnp.ones(2),
-                       lambda m: m(0.0)),
+    "retention (2,)": (cj.DoughMaturity(0.75, 10.0), "retention", jnp.ones(2), lambda m: m(0.0)),
     "beta (2,)": (cj.YeastActivity(), "beta", jnp.ones(2), lambda m: m(1.0)),
 }
 
 
 @pytest.mark.parametrize("case", list(CHANGED_FIELDS))
-@pytest.mark.parametrize("jit", [None, jax.jit, eqx.filter_jit],
-                         ids=["eager", "jax.jit", "eqx.filter_jit"])
+@pytest.mark.parametrize(
+    "jit", [None, jax.jit, eqx.filter_jit], ids=["eager", "jax.jit", "eqx.filter_jit"]
+)
 def test_fields_changed_after_construction_are_checked_where_called(case, jit):
     model, field, value, call = CHANGED_FIELDS[case]
     changed = eqx.tree_at(lambda m: getattr(m, field), model, value)
     run = call if jit is None else jit(call)
-    with pytest.raises(TypeCheckError,
-                       match=f"{type(model).__name__}: field '{field}' must be"):
+    with pytest.raises(TypeCheckError, match=f"{type(model).__name__}: field '{field}' must be"):
         run(changed)
 
 
@@ -172,30 +209,63 @@ def test_a_loaded_checkpoint_is_checked_where_called(case, tmp_path):
 
 # Bad construction: each error names the model, the field, what was expected and what came.
 BAD_CONSTRUCTION = {
-    "beta a vector": (lambda: cj.YeastActivity(jnp.ones(2)), TypeCheckError,
-                      r"YeastActivity: field 'beta' must be Float\[Array, ''\], got float32\[2\]"),
-    "beta complex": (lambda: cj.YeastActivity(1j), TypeCheckError,
-                     r"YeastActivity: field 'beta' must be Float\[Array, ''\], got complex"),
-    "bound a vector": (lambda: cj.GradientClip(jnp.asarray([0.1, 0.2])), TypeError,
-                       r"GradientClip: field 'bound' must be a real number, got float32\[2\]"),
-    "bound a string": (lambda: cj.GradientClip("abc"), TypeError,
-                       r"GradientClip: field 'bound' must be a real number, got str 'abc'"),
-    "bound complex": (lambda: cj.GradientClip(1j), TypeError,
-                      r"GradientClip: field 'bound' must be a real number, got complex"),
-    "coeffs a string": (lambda: cj.Polynomial("abc"), TypeCheckError,
-                        r"Polynomial: field 'coeffs' must be Float\[Array, 'terms'\], got str"),
-    "coeffs ragged": (lambda: cj.Polynomial([1.0, [2.0, 3.0]]), TypeCheckError,
-                      r"Polynomial: field 'coeffs' must be Float\[Array, 'terms'\], got list"),
-    "bound traced": (lambda: jax.jit(lambda b: cj.GradientClip(b)(X4))(0.1), TypeError,
-                     r"GradientClip: field 'bound' is a static hyperparameter and must be a "
-                     r"concrete number, got a traced value"),
-    "scale traced": (lambda: jax.jit(lambda s: cj.GradientScale(s)(X4))(0.1), TypeError,
-                     r"GradientScale: field 'scale' is a static hyperparameter"),
-    "scale infinite": (lambda: cj.GradientReversal(float("inf")), ValueError,
-                       r"GradientReversal: field 'scale' must be finite, got inf"),
-    "mask not boolean": (lambda: cj.GradientClip(0.1, mask=[1.0, 0.0]), TypeCheckError,
-                         r"GradientClip: field 'mask' must be a boolean array \(or None\), "
-                         r"got float64\[2\]"),
+    "beta a vector": (
+        lambda: cj.YeastActivity(jnp.ones(2)),
+        TypeCheckError,
+        r"YeastActivity: field 'beta' must be Float\[Array, ''\], got float32\[2\]",
+    ),
+    "beta complex": (
+        lambda: cj.YeastActivity(1j),
+        TypeCheckError,
+        r"YeastActivity: field 'beta' must be Float\[Array, ''\], got complex",
+    ),
+    "bound a vector": (
+        lambda: cj.GradientClip(jnp.asarray([0.1, 0.2])),
+        TypeError,
+        r"GradientClip: field 'bound' must be a real number, got float32\[2\]",
+    ),
+    "bound a string": (
+        lambda: cj.GradientClip("abc"),
+        TypeError,
+        r"GradientClip: field 'bound' must be a real number, got str 'abc'",
+    ),
+    "bound complex": (
+        lambda: cj.GradientClip(1j),
+        TypeError,
+        r"GradientClip: field 'bound' must be a real number, got complex",
+    ),
+    "coeffs a string": (
+        lambda: cj.Polynomial("abc"),
+        TypeCheckError,
+        r"Polynomial: field 'coeffs' must be Float\[Array, 'terms'\], got str",
+    ),
+    "coeffs ragged": (
+        lambda: cj.Polynomial([1.0, [2.0, 3.0]]),
+        TypeCheckError,
+        r"Polynomial: field 'coeffs' must be Float\[Array, 'terms'\], got list",
+    ),
+    "bound traced": (
+        lambda: jax.jit(lambda b: cj.GradientClip(b)(X4))(0.1),
+        TypeError,
+        r"GradientClip: field 'bound' is a static hyperparameter and must be a "
+        r"concrete number, got a traced value",
+    ),
+    "scale traced": (
+        lambda: jax.jit(lambda s: cj.GradientScale(s)(X4))(0.1),
+        TypeError,
+        r"GradientScale: field 'scale' is a static hyperparameter",
+    ),
+    "scale infinite": (
+        lambda: cj.GradientReversal(float("inf")),
+        ValueError,
+        r"GradientReversal: field 'scale' must be finite, got inf",
+    ),
+    "mask not boolean": (
+        lambda: cj.GradientClip(0.1, mask=[1.0, 0.0]),
+        TypeCheckError,
+        r"GradientClip: field 'mask' must be a boolean array \(or None\), "
+        r"got float64\[2\]",
+    ),
 }
 
 
@@ -207,23 +277,26 @@ def test_bad_construction_names_the_field(case):
 
 
 def test_bad_mode_is_refused_with_type_checks_off():
-    code = ("import cakejax as cj\n"
-            "try:\n    cj.GradientClip(0.1, mode='bogus')\n"
-            "except Exception as error:\n    print(type(error).__name__, error)\n")
+    code = (
+        "import cakejax as cj\n"
+        "try:\n    cj.GradientClip(0.1, mode='bogus')\n"
+        "except Exception as error:\n    print(type(error).__name__, error)\n"
+    )
     out = run_python(code, CAKEJAX_TYPECHECK="0")
     assert out.startswith(
         "TypeCheckError GradientClip: field 'mode' must be Literal['value', 'norm'], got str "
-        "'bogus'"), out
+        "'bogus'"
+    ), out
 
 
 def test_python_ints_where_numbers_are_taken(x64):
     dtype = jnp.result_type(float)
     assert cj.Polynomial.cake_quality()(2) == 11.0
-    np.testing.assert_array_equal(cj.ingredients(butter=1, eggs=3, flour=2, sugar=1),
-                                  jnp.asarray([1.0, 3.0, 2.0, 1.0], dtype))
+    np.testing.assert_array_equal(
+        cj.ingredients(butter=1, eggs=3, flour=2, sugar=1), jnp.asarray([1.0, 3.0, 2.0, 1.0], dtype)
+    )
     assert cj.FlavorStability()(3) == 10.0
-    assert cj.SweetnessError()(X4.astype(dtype), 10) == cj.SweetnessError()(X4.astype(dtype),
-                                                                              10.0)
+    assert cj.SweetnessError()(X4.astype(dtype), 10) == cj.SweetnessError()(X4.astype(dtype), 10.0)
     assert cj.YeastActivity()(2) == cj.YeastActivity()(2.0)
     assert cj.GradientScale(2)(1).dtype == dtype
     assert jax.grad(cj.Polynomial.cake_quality())(1.0) == 4.0
@@ -238,16 +311,27 @@ def test_realify_takes_numpy_arrays():
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-@pytest.mark.parametrize("call", [
-    lambda v: cj.Polynomial.cake_quality()(v),
-    lambda v: cj.FlavorStability()(v),
-    lambda v: cj.SweetnessError()(X4, v),
-    lambda v: cj.VibrationScore()(v + 1j),
-    lambda v: cj.SmoothMagic()(v * 1j),
-    lambda v: cj.TrickyMagic()(v + 0j),
-    lambda v: cj.like_loss(like_model(), FEATURES.at[1, 2].set(v), LIKES),
-], ids=["Polynomial", "FlavorStability", "SweetnessError", "VibrationScore", "SmoothMagic",
-        "TrickyMagic", "LikeModel"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda v: cj.Polynomial.cake_quality()(v),
+        lambda v: cj.FlavorStability()(v),
+        lambda v: cj.SweetnessError()(X4, v),
+        lambda v: cj.VibrationScore()(v + 1j),
+        lambda v: cj.SmoothMagic()(v * 1j),
+        lambda v: cj.TrickyMagic()(v + 0j),
+        lambda v: cj.like_loss(like_model(), FEATURES.at[1, 2].set(v), LIKES),
+    ],
+    ids=[
+        "Polynomial",
+        "FlavorStability",
+        "SweetnessError",
+        "VibrationScore",
+        "SmoothMagic",
+        "TrickyMagic",
+        "LikeModel",
+    ],
+)
 def test_non_finite_inputs_are_errors(call, bad):
     with pytest.raises(eqx.EquinoxRuntimeError, match="NaN or inf|NaN or infinite"):
         call(bad)

@@ -23,8 +23,9 @@ def test_course_case_is_stable(x64):
 @pytest.mark.parametrize("beta", [0.01, 1.0, 3.0, 1e3])
 def test_finite_for_every_finite_input(x64, beta):
     finfo = jnp.finfo(jnp.result_type(float))
-    x = jnp.asarray([-finfo.max, -1e30, -500.0, -1.0, -finfo.tiny, 0.0, finfo.tiny, 1.0, 500.0,
-                     1e30, finfo.max])
+    x = jnp.asarray(
+        [-finfo.max, -1e30, -500.0, -1.0, -finfo.tiny, 0.0, finfo.tiny, 1.0, 500.0, 1e30, finfo.max]
+    )
     yeast = cj.YeastActivity(beta)
 
     def derivatives(x):
@@ -65,13 +66,16 @@ def test_derivatives_are_analytic(f64):
         yeast = cj.YeastActivity(beta)
         s = jax.nn.sigmoid(beta * x)
         np.testing.assert_allclose(jax.vmap(jax.grad(yeast))(x), s, rtol=1e-14)
-        np.testing.assert_allclose(jax.vmap(jax.hessian(yeast))(x),
-                                   beta * s * jax.nn.sigmoid(-beta * x), rtol=1e-13, atol=0)
+        np.testing.assert_allclose(
+            jax.vmap(jax.hessian(yeast))(x),
+            beta * s * jax.nn.sigmoid(-beta * x),
+            rtol=1e-13,
+            atol=0,
+        )
         # dy/dbeta = (x sigma(beta x) - softplus(beta x) / beta) / beta
         d_beta = jax.vmap(jax.grad(lambda b, v: cj.YeastActivity(b)(v)), in_axes=(None, 0))
         expected = (x * s - jnp.logaddexp(beta * x, 0.0) / beta) / beta
-        np.testing.assert_allclose(d_beta(jnp.asarray(beta), x), expected, rtol=1e-10,
-                                   atol=1e-14)
+        np.testing.assert_allclose(d_beta(jnp.asarray(beta), x), expected, rtol=1e-10, atol=1e-14)
 
 
 # beta >= 0.5: below it y ~ log(2)/beta has third derivatives of 1e4 and more, which
@@ -88,8 +92,12 @@ def test_check_grads(f64, x, beta):
 
 def test_check_grads_float32():
     # float32 finite differences at moderate inputs, with check_grads' float32 tolerances.
-    check_grads(lambda b, v: cj.YeastActivity(b)(v), (jnp.asarray(1.5), jnp.asarray(0.7)),
-                order=2, modes=("fwd", "rev"))
+    check_grads(
+        lambda b, v: cj.YeastActivity(b)(v),
+        (jnp.asarray(1.5), jnp.asarray(0.7)),
+        order=2,
+        modes=("fwd", "rev"),
+    )
 
 
 def test_in_a_user_model(x64):

@@ -32,10 +32,6 @@ with _typechecked:
         RecipeResult as RecipeResult,
         RecipeSolution as RecipeSolution,
     )
-    from ._customers import (
-        customers_from_processes as customers_from_processes,
-        optimise_recipes as optimise_recipes,
-    )
     from ._complex import (
         ascent_direction as ascent_direction,
         complex_jacobian as complex_jacobian,
@@ -43,6 +39,10 @@ with _typechecked:
         is_holomorphic as is_holomorphic,
         realify as realify,
         wirtinger as wirtinger,
+    )
+    from ._customers import (
+        customers_from_processes as customers_from_processes,
+        optimise_recipes as optimise_recipes,
     )
     from .fixed_point import (
         AbstractAdjoint as AbstractAdjoint,
@@ -84,5 +84,6 @@ with _typechecked:
     )
 
 from . import testing as testing  # noqa: E402 - checks for users' own layers
+
 
 __version__ = _metadata.version("cakejax")  # single source: pyproject.toml's version

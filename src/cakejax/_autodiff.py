@@ -1,10 +1,9 @@
 """Derivative tools that JAX leaves to the user: repeated `grad`, Hessian-vector products and
 per-example gradients."""
 
+import math
 from collections.abc import Callable
 from typing import Any
-
-import math
 
 import equinox as eqx
 import jax
@@ -59,7 +58,7 @@ def per_example_grad(
     f: Callable[..., Float[Array, ""]],
     x: Float[ArrayLike, "*shape"],
     batch: PyTree[Shaped[Array, "batch ..."]],
-) -> Float[Array, "batch *shape"]:
+) -> Float[Array, " batch *shape"]:
     r"""Gradients $\nabla_x f(x, b_i)$ for every example $b_i$ of a batch, with $x$ shared.
 
     `jax.vmap(jax.grad(f), in_axes=(None, 0))(x, batch)`: one vectorised computation rather than
@@ -112,7 +111,8 @@ def clipped_mean_grad(
     """
     if not (isinstance(max_norm, int | float) and 0 < max_norm < math.inf):
         raise ValueError(
-            f"clipped_mean_grad: max_norm must be a positive, finite number, got {max_norm!r}.")
+            f"clipped_mean_grad: max_norm must be a positive, finite number, got {max_norm!r}."
+        )
     grads = eqx.filter_vmap(eqx.filter_grad(f), in_axes=(None, 0))(params, batch)
     leaves = jax.tree_util.tree_leaves(grads)
     squared = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in leaves)
@@ -121,4 +121,5 @@ def clipped_mean_grad(
     factor = jnp.where(too_long, max_norm / jnp.sqrt(jnp.where(too_long, squared, 1)), 1)
     return jax.tree_util.tree_map(
         lambda g: jnp.mean(g * factor.reshape(-1, *(1,) * (g.ndim - 1)).astype(g.dtype), axis=0),
-        grads)
+        grads,
+    )

@@ -59,13 +59,16 @@ class RecipeResult(eqx.Enumeration):
     successful = ""
     max_steps_reached = (
         "optimise_recipe: no convergence within max_steps (the projected gradient is still "
-        "above rtol): raise max_steps or loosen rtol.")
+        "above rtol): raise max_steps or loosen rtol."
+    )
     stalled = (
         "optimise_recipe: the trust region shrank to rounding level without meeting rtol: "
-        "the score is not smooth enough here, or rtol asks for more than the dtype gives.")
+        "the score is not smooth enough here, or rtol asks for more than the dtype gives."
+    )
     non_finite = (
         "optimise_recipe: the score or its gradient became NaN or infinite at a free "
-        "ingredient amount (an infinite slope is allowed only where a bound holds it).")
+        "ingredient amount (an infinite slope is allowed only where a bound holds it)."
+    )
 
 
 class RecipeSolution(eqx.Module):
@@ -118,15 +121,19 @@ class _Box(eqx.Module):
     def x(self, y):
         width = self.upper - self.lower
         bounded = jnp.isfinite(width)
-        return jnp.where(bounded, self.lower + jnp.where(bounded, width, 0) * jnp.sin(y) ** 2,
-                         self.lower + y**2)
+        return jnp.where(
+            bounded, self.lower + jnp.where(bounded, width, 0) * jnp.sin(y) ** 2, self.lower + y**2
+        )
 
     def y(self, x):
         width = self.upper - self.lower
         bounded = jnp.isfinite(width)
         fraction = (x - self.lower) / jnp.where(bounded & (width > 0), width, 1)
-        return jnp.where(bounded, jnp.arcsin(jnp.sqrt(jnp.clip(fraction, 0, 1))),
-                         jnp.sqrt(jnp.maximum(x - self.lower, 0)))
+        return jnp.where(
+            bounded,
+            jnp.arcsin(jnp.sqrt(jnp.clip(fraction, 0, 1))),
+            jnp.sqrt(jnp.maximum(x - self.lower, 0)),
+        )
 
 
 def _kkt(x, g, lower, upper, x_scale, f_scale):
@@ -164,8 +171,14 @@ def _solve(score, x0, lower, upper, config: _Config):
         """The KKT residual at y, and the gradient in x there."""
         x = box.x(y)
         fx, g = jax.value_and_grad(f_x)(x)
-        return _kkt(x, g, lower, upper, jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
-                    jnp.maximum(jnp.abs(fx), f_scale)), g
+        return _kkt(
+            x,
+            g,
+            lower,
+            upper,
+            jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
+            jnp.maximum(jnp.abs(fx), f_scale),
+        ), g
 
     def held(y, gx):
         """Amounts that have reached a bound exactly (y underflowed, or sin² rounded to 0 or
@@ -198,15 +211,23 @@ def _solve(score, x0, lower, upper, config: _Config):
         # (the KKT test, on gradients, decides convergence), and the radius is kept.
         rounding = 16 * eps * jnp.abs(fy)
         in_noise = (predicted > 0) & (predicted <= rounding)
-        accept = jnp.isfinite(f_trial) & (predicted > 0) & (
-            (ratio > 1e-4) | (in_noise & (f_trial <= fy + rounding)))
+        accept = (
+            jnp.isfinite(f_trial)
+            & (predicted > 0)
+            & ((ratio > 1e-4) | (in_noise & (f_trial <= fy + rounding)))
+        )
         ratio = jnp.where(in_noise & accept, 0.5, ratio)
         p_norm = jnp.linalg.norm(p)
-        radius = jnp.where(~accept | (ratio < 0.25), 0.25 * p_norm,
-                           jnp.where((ratio > 0.75) & (p_norm >= 0.99 * radius),
-                                     2 * radius, radius))
-        y, fy, gy = (jnp.where(accept, y + p, y), jnp.where(accept, f_trial, fy),
-                     jnp.where(accept, g_trial, gy))
+        radius = jnp.where(
+            ~accept | (ratio < 0.25),
+            0.25 * p_norm,
+            jnp.where((ratio > 0.75) & (p_norm >= 0.99 * radius), 2 * radius, radius),
+        )
+        y, fy, gy = (
+            jnp.where(accept, y + p, y),
+            jnp.where(accept, f_trial, fy),
+            jnp.where(accept, g_trial, gy),
+        )
         steps = steps + 1
         if config.callback is not None:
             jax.debug.callback(config.callback, steps, box.x(y), -fy)
@@ -231,8 +252,9 @@ def _solve(score, x0, lower, upper, config: _Config):
     fx, g = jax.value_and_grad(f_x)(x)
     scale = jnp.maximum(jnp.max(jnp.abs(x)), x_scale)
     gamma = scale**2 / jnp.maximum(jnp.abs(fx), f_scale)
-    projected = jnp.clip(jnp.where(jnp.isfinite(g), x - gamma * g,
-                                   jnp.where(g > 0, -jnp.inf, jnp.inf)), lower, upper)
+    projected = jnp.clip(
+        jnp.where(jnp.isfinite(g), x - gamma * g, jnp.where(g > 0, -jnp.inf, jnp.inf)), lower, upper
+    )
     near = (projected == lower) | (projected == upper)
     # ... and only those that the bound then holds (the gradient there pushes outward): a
     # tiny interior optimum, as butter's 3e-5, stays where it is.
@@ -247,8 +269,7 @@ def _solve(score, x0, lower, upper, config: _Config):
 
 
 # The failure codes of `_solve` (1 is success).
-_FAILURES = {2: RecipeResult.max_steps_reached, 3: RecipeResult.stalled,
-             4: RecipeResult.non_finite}
+_FAILURES = {2: RecipeResult.max_steps_reached, 3: RecipeResult.stalled, 4: RecipeResult.non_finite}
 
 
 def _result(code) -> RecipeResult:
@@ -293,8 +314,7 @@ def _optimum_jvp(primals, tangents):
 
     operator = lx.FunctionLinearOperator(matvec, jax.eval_shape(lambda: rhs))
     rtol = 64 * float(jnp.finfo(x.dtype).eps)
-    solver = lx.GMRES(rtol=rtol, atol=0.0, restart=min(20, x.size),
-                      max_steps=max(16, 4 * x.size))
+    solver = lx.GMRES(rtol=rtol, atol=0.0, restart=min(20, x.size), max_steps=max(16, 4 * x.size))
     x_dot = lx.linear_solve(operator, rhs, solver).value
     # The score's tangent at the optimum: ∂_θ s · θ̇ (the ∇_x s · ẋ term vanishes on the free
     # set and ẋ is zero on the active set).
@@ -307,11 +327,14 @@ def _bounds(name, value, x0):
         return jnp.full(x0.shape, jnp.inf if name == "upper" else -jnp.inf, x0.dtype)
     array = jnp.asarray(value)
     if not jnp.issubdtype(array.dtype, jnp.floating) and not jnp.issubdtype(
-            array.dtype, jnp.integer):
+        array.dtype, jnp.integer
+    ):
         raise TypeError(f"optimise_recipe: {name} must be real numbers, got {array.dtype}.")
     if array.shape not in ((), x0.shape):
-        raise ValueError(f"optimise_recipe: {name} must be a number or of the recipe's shape "
-                         f"{x0.shape}, got shape {array.shape}.")
+        raise ValueError(
+            f"optimise_recipe: {name} must be a number or of the recipe's shape "
+            f"{x0.shape}, got shape {array.shape}."
+        )
     return jnp.broadcast_to(array.astype(x0.dtype), x0.shape)
 
 
@@ -350,31 +373,40 @@ def optimise_recipe(
     """
     x0 = jnp.asarray(x0)
     if not jnp.issubdtype(x0.dtype, jnp.floating) or x0.ndim != 1:
-        raise TypeError(f"optimise_recipe: x0 must be a 1-d array of floats (one amount per "
-                        f"ingredient), got {x0.dtype}{list(x0.shape)}.")
+        raise TypeError(
+            f"optimise_recipe: x0 must be a 1-d array of floats (one amount per "
+            f"ingredient), got {x0.dtype}{list(x0.shape)}."
+        )
     lower, upper = _bounds("lower", lower, x0), _bounds("upper", upper, x0)
     out = jax.eval_shape(score, x0)
-    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype,
-                                                                          jnp.floating)):
-        raise TypeError(f"optimise_recipe: score must return a real scalar, got "
-                        f"{describe_tree(out)}.")
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        raise TypeError(
+            f"optimise_recipe: score must return a real scalar, got {describe_tree(out)}."
+        )
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"optimise_recipe: max_steps must be an int >= 1, got {max_steps!r}.")
     if rtol is None:
         rtol = 1e-8 if x0.dtype == jnp.float64 else 1e-4
     if not (0 < rtol < 1):
         raise ValueError(f"optimise_recipe: rtol must be in (0, 1), got {rtol!r}.")
-    x0 = eqx.error_if(x0, jnp.any(lower > upper),
-                      "optimise_recipe: a lower bound is above its upper bound")
-    x0 = eqx.error_if(x0, ~jnp.all(jnp.isfinite(x0)),
-                      "optimise_recipe: the starting recipe x0 has NaN or infinite amounts")
-    x0 = eqx.error_if(x0, jnp.any((x0 < lower) | (x0 > upper)),
-                      "optimise_recipe: the starting recipe x0 is outside the bounds (e.g. a "
-                      "negative amount); it is not clipped silently: start inside them")
-    x, fx, pg, steps, hvps, code = _compiled_optimum(score, x0, lower, upper,
-                                                     _Config(float(rtol), max_steps, callback))
+    x0 = eqx.error_if(
+        x0, jnp.any(lower > upper), "optimise_recipe: a lower bound is above its upper bound"
+    )
+    x0 = eqx.error_if(
+        x0,
+        ~jnp.all(jnp.isfinite(x0)),
+        "optimise_recipe: the starting recipe x0 has NaN or infinite amounts",
+    )
+    x0 = eqx.error_if(
+        x0,
+        jnp.any((x0 < lower) | (x0 > upper)),
+        "optimise_recipe: the starting recipe x0 is outside the bounds (e.g. a "
+        "negative amount); it is not clipped silently: start inside them",
+    )
+    x, fx, pg, steps, hvps, code = _compiled_optimum(
+        score, x0, lower, upper, _Config(float(rtol), max_steps, callback)
+    )
     result = _result(code)
     if throw:
         x = result.error_if(x, result != RecipeResult.successful)
     return RecipeSolution(x, -fx, pg, steps, 2 * steps + 2, hvps, result)
-

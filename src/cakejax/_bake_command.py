@@ -15,9 +15,10 @@ import cakejax as cj
 
 def _table(before, after) -> str:
     lines = [f"  {'ingredient':<12}{'course':>10}{'best':>12}"]
-    lines += [f"  {name:<12}{b:>10.4f}{a:>12.6g}"
-              for name, b, a in zip(cj.INGREDIENTS, np.asarray(before), np.asarray(after),
-                                    strict=True)]
+    lines += [
+        f"  {name:<12}{b:>10.4f}{a:>12.6g}"
+        for name, b, a in zip(cj.INGREDIENTS, np.asarray(before), np.asarray(after), strict=True)
+    ]
     return "\n".join(lines)
 
 
@@ -46,11 +47,14 @@ def run(customers: int = 0, plot: str | None = None, chunk: int = 4096, output=p
     score = cj.Deliciousness()
     x0 = cj.ingredients(butter=1.0, eggs=3.0, flour=2.0, sugar=1.5)
     path = [float(score(x0))]
-    solution = cj.optimise_recipe(score, x0,
-                                  callback=lambda step, recipe, value: path.append(float(value)))
-    output(f"The course's cake: deliciousness {float(score(x0)):.4f} -> "
-           f"{float(solution.score):.4f} in {int(solution.steps)} steps "
-           f"({int(solution.hvps)} Hessian-vector products)")
+    solution = cj.optimise_recipe(
+        score, x0, callback=lambda step, recipe, value: path.append(float(value))
+    )
+    output(
+        f"The course's cake: deliciousness {float(score(x0)):.4f} -> "
+        f"{float(solution.score):.4f} in {int(solution.steps)} steps "
+        f"({int(solution.hvps)} Hessian-vector products)"
+    )
     output(_table(x0, solution.recipe))
     if plot:
         _plot(plot, path, output)
@@ -61,13 +65,15 @@ def run(customers: int = 0, plot: str | None = None, chunk: int = 4096, output=p
         start = time.perf_counter()
         converged = 0
         for first in tqdm(range(0, customers, chunk), unit="chunk", desc="customers"):
-            batch = eqx.filter_vmap(lambda s, f: cj.Deliciousness(
-                ideal_sweetness=s, ideal_fluffiness=f))(ideals[first:first + chunk],
-                                                         fluffy[first:first + chunk])
+            batch = eqx.filter_vmap(
+                lambda s, f: cj.Deliciousness(ideal_sweetness=s, ideal_fluffiness=f)
+            )(ideals[first : first + chunk], fluffy[first : first + chunk])
             result = cj.optimise_recipes(batch, x0, throw=False)
             converged += int(jnp.sum(result.result == cj.RecipeResult.successful))
         seconds = time.perf_counter() - start
-        output(f"{customers} customers' recipes: {converged} converged, in {seconds:.1f} s "
-               f"({customers / seconds:.0f} customers/s)")
+        output(
+            f"{customers} customers' recipes: {converged} converged, in {seconds:.1f} s "
+            f"({customers / seconds:.0f} customers/s)"
+        )
         return 0 if converged == customers else 1
     return 0

@@ -23,10 +23,10 @@ What a failing check does is Equinox's setting `EQX_ON_ERROR`, read when the mod
 - `raise` (Equinox's default): `eqx.EquinoxRuntimeError` with the message, eagerly and under
   `jax.jit`. The cost is the pass that computes the flag and a `lax.cond` on it; on a GPU a
   conditional's predicate is read by the host, so each call also waits for the device there.
-- `nan`: NaN for the offending examples only (their values and derivatives). Here no `eqx.error_if` is
-  needed at all: the product alone gives the NaNs, its predicate is computed inside the fusion
-  that reads `x`, and the check costs nothing measurable (no extra pass, no conditional, no
-  host sync). This is the setting for throughput.
+- `nan`: NaN for the offending examples only (their values and derivatives). Here no
+  `eqx.error_if` is needed at all: the product alone gives the NaNs, its predicate is
+  computed inside the fusion that reads `x`, and the check costs nothing measurable (no
+  extra pass, no conditional, no host sync). This is the setting for throughput.
 - `breakpoint`: Equinox opens a debugger, as for `raise`.
 """
 
@@ -46,4 +46,5 @@ def checked(x: PyTree[Array], bad: Bool[Array, "..."], message: str) -> PyTree[A
     if os.environ.get("EQX_ON_ERROR", "raise") != "nan":
         bad = eqx.error_if(bad, bad, message)
     return jax.tree.map(
-        lambda a: a * jnp.where(bad, jnp.asarray(jnp.nan, a.dtype), jnp.asarray(1, a.dtype)), x)
+        lambda a: a * jnp.where(bad, jnp.asarray(jnp.nan, a.dtype), jnp.asarray(1, a.dtype)), x
+    )

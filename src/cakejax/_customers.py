@@ -14,22 +14,26 @@ from ._bake import optimise_recipe, RecipeSolution
 
 
 def _batch_size(scores) -> int:
-    sizes = {leaf.shape[0] if leaf.ndim else None
-             for leaf in jax.tree_util.tree_leaves(eqx.filter(scores, eqx.is_array))}
+    sizes = {
+        leaf.shape[0] if leaf.ndim else None
+        for leaf in jax.tree_util.tree_leaves(eqx.filter(scores, eqx.is_array))
+    }
     size = next(iter(sizes)) if len(sizes) == 1 else None
     if size is None:
         raise ValueError(
             "optimise_recipes: every array of `scores` must have the customers as its leading "
             f"axis, of one length; got leading lengths {sorted(map(str, sizes))}. Build "
             "them with eqx.filter_vmap, e.g. eqx.filter_vmap(lambda s: "
-            "cj.Deliciousness(ideal_sweetness=s))(ideals).")
+            "cj.Deliciousness(ideal_sweetness=s))(ideals)."
+        )
     return size
 
 
 def _check_axis(function: str, mesh: Mesh, axis: str) -> None:
     if axis not in mesh.axis_names:
-        raise ValueError(f"{function}: the mesh has no axis {axis!r} (its axes: "
-                         f"{mesh.axis_names}).")
+        raise ValueError(
+            f"{function}: the mesh has no axis {axis!r} (its axes: {mesh.axis_names})."
+        )
 
 
 def optimise_recipes(
@@ -68,8 +72,9 @@ def optimise_recipes(
     x0 = jnp.asarray(x0)
     per_customer = x0.ndim == 2
     if per_customer and x0.shape[0] != customers:
-        raise ValueError(f"optimise_recipes: x0 has {x0.shape[0]} recipes for {customers} "
-                         "customers.")
+        raise ValueError(
+            f"optimise_recipes: x0 has {x0.shape[0]} recipes for {customers} customers."
+        )
     if mesh is not None:
         _check_axis("optimise_recipes", mesh, axis)
         devices = mesh.shape[axis]
@@ -77,11 +82,11 @@ def optimise_recipes(
             raise ValueError(
                 f"optimise_recipes: {customers} customers do not split evenly over the "
                 f"mesh's {devices} devices along {axis!r}; pad the batch to a multiple of "
-                f"{devices} (nothing is dropped or padded silently).")
+                f"{devices} (nothing is dropped or padded silently)."
+            )
         sharded = NamedSharding(mesh, PartitionSpec(axis))
         scores = eqx.filter_shard(scores, sharded)
-        x0 = jax.device_put(x0, sharded if per_customer else NamedSharding(mesh,
-                                                                             PartitionSpec()))
+        x0 = jax.device_put(x0, sharded if per_customer else NamedSharding(mesh, PartitionSpec()))
     return _batched(scores, x0, per_customer, tuple(sorted(options.items())))
 
 
@@ -90,9 +95,7 @@ def _batched(scores, x0, per_customer, options) -> RecipeSolution:
     def one(score, start):
         return optimise_recipe(score, start, **dict(options))
 
-    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), 0 if per_customer else None))(
-        scores, x0)
-
+    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), 0 if per_customer else None))(scores, x0)
 
 
 def customers_from_processes(
@@ -117,10 +120,16 @@ def customers_from_processes(
             f"customers_from_processes: this run has {jax.process_count()} JAX process(es), "
             f"not {processes}: jax.distributed is not initialised (call "
             "jax.distributed.initialize(coordinator_address=..., num_processes=..., "
-            "process_id=...) in every process before anything else in JAX).")
+            "process_id=...) in every process before anything else in JAX)."
+        )
     _batch_size(local_scores)
     _check_axis("customers_from_processes", mesh, axis)
     sharding = NamedSharding(mesh, PartitionSpec(axis))
     return jax.tree_util.tree_map(
-        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
-        if eqx.is_array(a) else a, local_scores)
+        lambda a: (
+            jax.make_array_from_process_local_data(sharding, np.asarray(a))
+            if eqx.is_array(a)
+            else a
+        ),
+        local_scores,
+    )

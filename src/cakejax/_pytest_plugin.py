@@ -16,8 +16,11 @@ import pytest
 
 def pytest_addoption(parser):
     parser.getgroup("cakejax").addoption(
-        "--cakejax-seed", type=int, default=0,
-        help="seed of the random directions of cakejax.testing's checks (default 0)")
+        "--cakejax-seed",
+        type=int,
+        default=0,
+        help="seed of the random directions of cakejax.testing's checks (default 0)",
+    )
 
 
 def _seeded(request, check):

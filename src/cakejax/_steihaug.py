@@ -39,8 +39,11 @@ def _to_boundary(p, d, radius):
     dd, pd, pp = jnp.vdot(d, d), jnp.vdot(p, d), jnp.vdot(p, p)
     disc = jnp.sqrt(jnp.maximum(pd**2 + dd * (radius**2 - pp), 0))
     # tau = (-pd + disc) / dd = (radius² - pp) / (pd + disc): the second form when pd > 0.
-    return jnp.where(pd > 0, (radius**2 - pp) / jnp.where(pd + disc > 0, pd + disc, 1),
-                     (-pd + disc) / jnp.where(dd > 0, dd, 1))
+    return jnp.where(
+        pd > 0,
+        (radius**2 - pp) / jnp.where(pd + disc > 0, pd + disc, 1),
+        (-pd + disc) / jnp.where(dd > 0, dd, 1),
+    )
 
 
 def steihaug(
@@ -77,8 +80,7 @@ def steihaug(
         # model says nothing along d, so the first direction goes to the edge and the
         # trust region's ratio test judges the step; later ones stop where they are.
         unknown = ~jnp.isfinite(curvature)
-        leaves = ((curvature <= 0) | (unknown & (k == 0))
-                  | (jnp.linalg.norm(p_next) >= radius))
+        leaves = (curvature <= 0) | (unknown & (k == 0)) | (jnp.linalg.norm(p_next) >= radius)
         p_edge = p + _to_boundary(p, d, radius) * d
         r_next = r + alpha * hd
         beta = jnp.vdot(r_next, r_next) / jnp.where(rr > 0, rr, 1)

@@ -68,11 +68,15 @@ def static_float(model: str, field: str):
                 f"{model}: field '{field}' is a static hyperparameter and must be a concrete "
                 f"number, got a traced value ({describe(value)}, e.g. an argument of a jitted "
                 f"function). Build the {model} outside the transformation, or pass the "
-                f"number as a static argument.")
-        if isinstance(value, str | bytes) or (hasattr(value, "dtype") and (
-                np.shape(value) != () or np.dtype(value.dtype).kind not in "iuf")):
+                f"number as a static argument."
+            )
+        if isinstance(value, str | bytes) or (
+            hasattr(value, "dtype")
+            and (np.shape(value) != () or np.dtype(value.dtype).kind not in "iuf")
+        ):
             raise TypeError(
-                f"{model}: field '{field}' must be a real number, got {describe(value)}.")
+                f"{model}: field '{field}' must be a real number, got {describe(value)}."
+            )
         try:
             return float(value)
         except (TypeError, ValueError):
@@ -143,8 +147,7 @@ class TypedModule(eqx.Module):
                 if not is_bearable(value, annotation):
                     expected = _expected(annotation)
                     raise TypeCheckError(
-                        f"{cls.__name__}: field '{name}' must be {expected}, "
-                        f"got {describe(value)}."
+                        f"{cls.__name__}: field '{name}' must be {expected}, got {describe(value)}."
                     )
 
 

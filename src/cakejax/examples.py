@@ -43,8 +43,8 @@ from .recipes import (
     DoughMaturity,
     FlavorStability,
     FluffinessLoss,
-    ingredients,
     INGREDIENTS,
+    ingredients,
     like_loss,
     LikeModel,
     Polynomial,
@@ -116,46 +116,58 @@ _VECTOR = (0.3, -1.4, 2.6)
 EXAMPLES: dict[str, Example] = {
     # The course's models, at the points the course evaluates them.
     "Polynomial.cake_quality()": Example(
-        lambda: (Polynomial.cake_quality(), (course.POLY_X,)), "model"),
-    "CakeProperties": Example(_on_cake(CakeProperties), "model",
-                              printed=course.PROPERTIES_AT_CAKE),
+        lambda: (Polynomial.cake_quality(), (course.POLY_X,)), "model"
+    ),
+    "CakeProperties": Example(_on_cake(CakeProperties), "model", printed=course.PROPERTIES_AT_CAKE),
     "Deliciousness": Example(_on_cake(Deliciousness), "model"),
     "FluffinessLoss": Example(_on_cake(lambda: FluffinessLoss(False)), "model"),
     "FluffinessLoss(stopped)": Example(_on_cake(lambda: FluffinessLoss(True)), "model"),
     "SweetnessError": Example(_on_cake(SweetnessError, course.TARGET_SWEETNESS[0]), "model"),
-    "VibrationScore": Example(lambda: (VibrationScore(), (course.VIBRATION_Z,)), "model",
-                              printed=course.VIBRATION_SCORE),
-    "SmoothMagic": Example(lambda: (SmoothMagic(), (course.VIBRATION_Z,)), "model",
-                           printed=course.SMOOTH_MAGIC_VALUE),
+    "VibrationScore": Example(
+        lambda: (VibrationScore(), (course.VIBRATION_Z,)), "model", printed=course.VIBRATION_SCORE
+    ),
+    "SmoothMagic": Example(
+        lambda: (SmoothMagic(), (course.VIBRATION_Z,)), "model", printed=course.SMOOTH_MAGIC_VALUE
+    ),
     "TrickyMagic": Example(lambda: (TrickyMagic(), (course.VIBRATION_Z,)), "model"),
-    "FlavorStability": Example(lambda: (FlavorStability(), (course.STABILITY_X,)), "model",
-                               printed=course.STABILITY),
+    "FlavorStability": Example(
+        lambda: (FlavorStability(), (course.STABILITY_X,)), "model", printed=course.STABILITY
+    ),
     # The custom-derivative layers: the rows of the transform table. A FixedPoint is
     # differentiated with respect to its map's parameters (retention, boost) and its start.
     "YeastActivity": Example(
-        lambda: (YeastActivity(2.0), (jnp.asarray([-1.0, 0.5, 2.0, course.YEAST_HOT]),)),
-        "layer"),
-    "GradientClip": Example(lambda: (GradientClip(course.BUTTER_CLIP, mask=BUTTER), (cake(),)),
-                            "layer", refuses=frozenset({"jvp", "jacfwd"}),
-                            derivative=lambda x: x),
+        lambda: (YeastActivity(2.0), (jnp.asarray([-1.0, 0.5, 2.0, course.YEAST_HOT]),)), "layer"
+    ),
+    "GradientClip": Example(
+        lambda: (GradientClip(course.BUTTER_CLIP, mask=BUTTER), (cake(),)),
+        "layer",
+        refuses=frozenset({"jvp", "jacfwd"}),
+        derivative=lambda x: x,
+    ),
     "StraightThrough(jnp.round)": Example(
-        lambda: (StraightThrough(jnp.round), (jnp.asarray(_VECTOR),)), "layer",
-        derivative=lambda x: x),
-    "GradientScale(0.5)": Example(lambda: (GradientScale(0.5), (jnp.asarray(_VECTOR),)),
-                                  "layer", derivative=lambda x: 0.5 * x),
-    "GradientReversal()": Example(lambda: (GradientReversal(), (jnp.asarray(_VECTOR),)),
-                                  "layer", derivative=lambda x: -x),
+        lambda: (StraightThrough(jnp.round), (jnp.asarray(_VECTOR),)),
+        "layer",
+        derivative=lambda x: x,
+    ),
+    "GradientScale(0.5)": Example(
+        lambda: (GradientScale(0.5), (jnp.asarray(_VECTOR),)), "layer", derivative=lambda x: 0.5 * x
+    ),
+    "GradientReversal()": Example(
+        lambda: (GradientReversal(), (jnp.asarray(_VECTOR),)), "layer", derivative=lambda x: -x
+    ),
     "FixedPoint": Example(_dough, "layer"),
     "FixedPoint, Picard": Example(lambda: _dough(solver=Picard()), "layer"),
     "FixedPoint, Newton (a repelling point)": Example(
-        lambda: (FixedPoint(DoughMaturity(1.5, course.DOUGH_PARAMS[1]), solver=Newton()),
-                 (0.0,)), "layer"),
-    "FixedPoint, Implicit('neumann')": Example(lambda: _dough(adjoint=Implicit("neumann")),
-                                               "layer"),
-    "FixedPoint, Implicit('dense')": Example(lambda: _dough(adjoint=Implicit("dense")),
-                                             "layer"),
-    "FixedPoint, JacobianFree (approximate)": Example(lambda: _dough(adjoint=JacobianFree()),
-                                                      "layer"),
+        lambda: (FixedPoint(DoughMaturity(1.5, course.DOUGH_PARAMS[1]), solver=Newton()), (0.0,)),
+        "layer",
+    ),
+    "FixedPoint, Implicit('neumann')": Example(
+        lambda: _dough(adjoint=Implicit("neumann")), "layer"
+    ),
+    "FixedPoint, Implicit('dense')": Example(lambda: _dough(adjoint=Implicit("dense")), "layer"),
+    "FixedPoint, JacobianFree (approximate)": Example(
+        lambda: _dough(adjoint=JacobianFree()), "layer"
+    ),
     "FixedPoint, Phantom (approximate)": Example(lambda: _dough(adjoint=Phantom()), "layer"),
 }
 
@@ -197,8 +209,7 @@ def tanh_contraction(n: int, rho: float = 0.5) -> tuple[jax.Array, jax.Array, ja
     return jax.block_until_ready((w, u, jax.random.normal(kt, (4,))))
 
 
-def like_problem(d: int, cakes: int = 256) -> tuple[Callable[[jax.Array], jax.Array],
-                                                    jax.Array]:
+def like_problem(d: int, cakes: int = 256) -> tuple[Callable[[jax.Array], jax.Array], jax.Array]:
     """The like model scaled up: `cakes` cakes of `d` features. Returns the loss as a
     function of the weights, and weights to evaluate it at."""
     kf, kw = jax.random.split(jax.random.key(0))

@@ -60,13 +60,15 @@ from jaxtyping import TypeCheckError
 TRANSFORMS = ("jit", "vmap", "grad", "jvp", "jacfwd", "jacrev", "hessian")
 
 # JAX's messages when a custom rule's output does not match the primal's: the rule is wrong.
-_RULE_ERRORS = ("Custom VJP bwd rule must produce", "Custom JVP rule must produce",
-                # reverse mode of a custom_jvp whose tangent map is not linear
-                "Transpose rule (for reverse-mode differentiation) for")
+_RULE_ERRORS = (
+    "Custom VJP bwd rule must produce",
+    "Custom JVP rule must produce",
+    # reverse mode of a custom_jvp whose tangent map is not linear
+    "Transpose rule (for reverse-mode differentiation) for",
+)
 # Exceptions that are a clear refusal (JAX's refusal of forward mode for a custom_vjp, or an
 # error a layer raises on purpose), unless their message is one of the above.
-_REFUSALS = (TypeError, ValueError, NotImplementedError, TypeCheckError,
-             eqx.EquinoxRuntimeError)
+_REFUSALS = (TypeError, ValueError, NotImplementedError, TypeCheckError, eqx.EquinoxRuntimeError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,8 @@ class Outcome:
 
     def cell(self) -> str:
         mark = {"works": "✓", "passes": "✓", "n/a": "–", "refuses": "✗"}.get(
-            self.status, f"✗ {self.status}:")
+            self.status, f"✗ {self.status}:"
+        )
         return mark if not self.detail else f"{mark} {self.detail}"
 
 
@@ -100,16 +103,24 @@ class LayerReport:
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.transforms.values()) and all(
-            o.ok for o in self.checks.values())
+            o.ok for o in self.checks.values()
+        )
 
     def transform_row(self) -> str:
         """The layer's row of a Markdown transform table (columns: `TRANSFORMS`)."""
         return _row(self.transforms)
 
     def table(self) -> str:
-        lines = [f"{self.name}: {'ok' if self.ok else 'FAILED'}", "",
-                 "| " + " | ".join(TRANSFORMS) + " |", "|" + "---|" * len(TRANSFORMS),
-                 "| " + self.transform_row() + " |", "", "| check | result |", "|---|---|"]
+        lines = [
+            f"{self.name}: {'ok' if self.ok else 'FAILED'}",
+            "",
+            "| " + " | ".join(TRANSFORMS) + " |",
+            "|" + "---|" * len(TRANSFORMS),
+            "| " + self.transform_row() + " |",
+            "",
+            "| check | result |",
+            "|---|---|",
+        ]
         lines += [f"| {name} | {outcome.cell()} |" for name, outcome in self.checks.items()]
         return "\n".join(lines)
 
@@ -124,8 +135,9 @@ def _classify(error: Exception) -> Outcome:
 
 
 def _finite(tree) -> bool:
-    return all(bool(np.all(np.isfinite(np.asarray(leaf))))
-               for leaf in jax.tree_util.tree_leaves(tree))
+    return all(
+        bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree_util.tree_leaves(tree)
+    )
 
 
 class _Flat:
@@ -133,13 +145,16 @@ class _Flat:
     (parameters and arguments) in, its output's leaves out, complex numbers as pairs."""
 
     def __init__(self, layer, args):
-        args = tuple(jnp.asarray(a) if isinstance(a, float | complex | np.ndarray | np.generic)
-                     else a for a in args)
+        args = tuple(
+            jnp.asarray(a) if isinstance(a, float | complex | np.ndarray | np.generic) else a
+            for a in args
+        )
         dynamic, self.static = eqx.partition((layer, args), eqx.is_inexact_array)
         self.z0, self._unravel = ravel_pytree(jax.tree_util.tree_map(_to_real, dynamic))
         self._like = dynamic
-        self.arg_sizes = [a.size for a in jax.tree_util.tree_leaves(
-            eqx.filter(args, eqx.is_inexact_array))]
+        self.arg_sizes = [
+            a.size for a in jax.tree_util.tree_leaves(eqx.filter(args, eqx.is_inexact_array))
+        ]
 
     def inputs(self, z):
         real = self._unravel(z)
@@ -172,8 +187,14 @@ def transform(name: str, f: Callable[[Any], Any], *, tangent: Any = None) -> Cal
     if name == "jvp":
         return lambda x: jax.jvp(f, (x,), (jnp.ones_like(x) if tangent is None else tangent,))
     transforms: dict[str, Callable[[Callable], Callable]] = {
-        "value": lambda g: g, "jit": jax.jit, "vmap": jax.vmap, "grad": jax.grad,
-        "jacfwd": jax.jacfwd, "jacrev": jax.jacrev, "hessian": jax.hessian}
+        "value": lambda g: g,
+        "jit": jax.jit,
+        "vmap": jax.vmap,
+        "grad": jax.grad,
+        "jacfwd": jax.jacfwd,
+        "jacrev": jax.jacrev,
+        "hessian": jax.hessian,
+    }
     if name not in transforms:
         raise ValueError(f"transform: name must be one of {('value', *TRANSFORMS)}, got {name!r}.")
     return transforms[name](f)
@@ -236,8 +257,10 @@ class _Setup:
         self.flat = flat = _Flat(layer, args)
         self.z = z = flat.z0
         if z.size == 0:
-            raise ValueError("check_layer: the layer has no inexact array parameters and no "
-                             "inexact array arguments, so there is nothing to differentiate.")
+            raise ValueError(
+                "check_layer: the layer has no inexact array parameters and no "
+                "inexact array arguments, so there is nothing to differentiate."
+            )
         dtype = z.dtype
         key = jax.random.key(0) if key is None else key
         k_dir, k_out, k_weight, k_batch = jax.random.split(key, 4)
@@ -252,12 +275,15 @@ class _Setup:
         self.batch = z[None] * (1 + 0.01 * jax.random.normal(k_batch, (3, *z.shape), dtype))
 
     def transforms(self) -> dict[str, Outcome]:
-        return {t: _try(lambda t=t: _transform(t, self.flat, self.z, self.u, self.w,
-                                               self.batch))[1] for t in TRANSFORMS}
+        return {
+            t: _try(lambda t=t: _transform(t, self.flat, self.z, self.u, self.w, self.batch))[1]
+            for t in TRANSFORMS
+        }
 
 
-def check_transforms(layer: Callable[..., Any], *example_args: Any,
-                     key: jax.Array | None = None) -> dict[str, Outcome]:
+def check_transforms(
+    layer: Callable[..., Any], *example_args: Any, key: jax.Array | None = None
+) -> dict[str, Outcome]:
     """The transform part of `check_layer` alone: each of `TRANSFORMS` applied to the layer
     (as a map of its flattened parameters and inexact arguments), `works`, `refuses`,
     `crash` or `non-finite`. `python -m cakejax transforms` prints cakejax's own."""
@@ -315,8 +341,10 @@ def check_layer(
         size = float(jnp.sum(jnp.abs(v * jvp_out)) + jnp.sum(jnp.abs(vjp_out * u)))
         tol = 100 * eps * math.sqrt(z.size + y0.size) * size
         checks["jvp/vjp consistency"] = (
-            Outcome("passes") if abs(forward - backward) <= tol else
-            Outcome("wrong", f"<v, J u> = {forward:.6g} but <J^T v, u> = {backward:.6g}"))
+            Outcome("passes")
+            if abs(forward - backward) <= tol
+            else Outcome("wrong", f"<v, J u> = {forward:.6g} but <J^T v, u> = {backward:.6g}")
+        )
     else:
         checks["jvp/vjp consistency"] = Outcome("n/a", "needs jvp and vjp")
 
@@ -335,11 +363,16 @@ def check_layer(
     floor = 32 * eps * size
     if d1_ok.status == "works":
         checks["finite differences, 1st order"] = _compare(
-            "J delta (jvp)", 2 * d1_out, difference, rtol, floor)
+            "J delta (jvp)", 2 * d1_out, difference, rtol, floor
+        )
     elif vjp_ok.status == "works":
         checks["finite differences, 1st order"] = _compare(
-            "<J^T v, delta> (vjp)", 2 * jnp.vdot(vjp_out, delta1), jnp.vdot(v, difference),
-            rtol, floor * float(jnp.sum(jnp.abs(v))))
+            "<J^T v, delta> (vjp)",
+            2 * jnp.vdot(vjp_out, delta1),
+            jnp.vdot(v, difference),
+            rtol,
+            floor * float(jnp.sum(jnp.abs(v))),
+        )
     else:
         checks["finite differences, 1st order"] = Outcome("n/a", "no derivative works")
 
@@ -352,22 +385,32 @@ def check_layer(
     if grad_ok.status == second_ok.status == "works":
         difference, size = grad_fd
         checks["finite differences, 2nd order"] = _compare(
-            "H delta", 2 * second, difference, rtol, 32 * eps * size)
+            "H delta", 2 * second, difference, rtol, 32 * eps * size
+        )
     else:
         checks["finite differences, 2nd order"] = Outcome("n/a", "no second derivative works")
 
     # vmap against a loop, jit against eager.
     batch = setup.batch
     floor = 16 * eps * f_scale
-    for label, fn, status in (("vmap = loop", flat, "works"),
-                              ("vmap of grad = loop", grad, transforms["grad"].status)):
+    for label, fn, status in (
+        ("vmap = loop", flat, "works"),
+        ("vmap of grad = loop", grad, transforms["grad"].status),
+    ):
         if status != "works" or transforms["vmap"].status != "works":
-            checks[label] = Outcome("n/a", "needs vmap and " + ("grad" if fn is grad else "the layer"))
+            checks[label] = Outcome(
+                "n/a", "needs vmap and " + ("grad" if fn is grad else "the layer")
+            )
             continue
         looped = jnp.stack([fn(b) for b in batch])
         batched, outcome = _try(lambda fn=fn: jax.vmap(fn)(batch))
-        checks[label] = outcome if outcome.status != "works" else _compare(
-            label, batched, looped, 64 * eps, 64 * eps * float(jnp.max(jnp.abs(looped))))
+        checks[label] = (
+            outcome
+            if outcome.status != "works"
+            else _compare(
+                label, batched, looped, 64 * eps, 64 * eps * float(jnp.max(jnp.abs(looped)))
+            )
+        )
     if transforms["jit"].status == "works":
         checks["jit = eager"] = _compare("jit", jax.jit(flat)(z), y0, 64 * eps, floor)
     else:
@@ -375,11 +418,16 @@ def check_layer(
 
     if no_dense_jacobian:
         shapes = set(_walk_shapes(jax.make_jaxpr(grad)(z).jaxpr))
-        dense = [(k, shape) for k in flat.arg_sizes if k >= 2 for shape in shapes
-                 if shape.count(k) >= 2]
+        dense = [
+            (k, shape) for k in flat.arg_sizes if k >= 2 for shape in shapes if shape.count(k) >= 2
+        ]
         checks["no dense Jacobian"] = (
-            Outcome("wrong", f"an array of shape {dense[0][1]} for an input of "
-                             f"{dense[0][0]} elements") if dense else Outcome("passes"))
+            Outcome(
+                "wrong", f"an array of shape {dense[0][1]} for an input of {dense[0][0]} elements"
+            )
+            if dense
+            else Outcome("passes")
+        )
 
     report_name = name or getattr(layer, "__name__", None) or type(layer).__name__
     return LayerReport(report_name, transforms, checks)
@@ -397,8 +445,7 @@ def assert_layer(layer: Callable[..., Any], *example_args: Any, **options: Any) 
 def transform_table(rows: dict[str, dict[str, Outcome]]) -> str:
     """The Markdown transform table of several layers' `check_transforms` (or
     `LayerReport.transforms`), keyed by the layers' names: one row per layer."""
-    lines = ["| layer | " + " | ".join(TRANSFORMS) + " |",
-             "|---|" + "---|" * len(TRANSFORMS)]
+    lines = ["| layer | " + " | ".join(TRANSFORMS) + " |", "|---|" + "---|" * len(TRANSFORMS)]
     lines += [f"| `{name}` | {_row(outcomes)} |" for name, outcomes in rows.items()]
     return "\n".join(lines)
 

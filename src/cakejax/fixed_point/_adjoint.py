@@ -36,15 +36,17 @@ class AbstractAdjoint(eqx.Module):
     approximate: ClassVar[bool]
 
     @abc.abstractmethod
-    def prepare(self, jvp: Product, x: Vector, *, rtol: float,
-                max_steps: int) -> tuple[Bool[Array, ""], Any]:
+    def prepare(
+        self, jvp: Product, x: Vector, *, rtol: float, max_steps: int
+    ) -> tuple[Bool[Array, ""], Any]:
         """Runs with the primal computation (in the forward pass of reverse mode), once per
         linearisation: whether the derivative exists at $x^\\star$, independently of the
         right-hand side, and whatever `tangent` reuses (a factorisation)."""
 
     @abc.abstractmethod
-    def tangent(self, prepared: Any, jvp: Product, b: Vector, *, rtol: float, max_steps: int,
-                throw: bool) -> Vector:
+    def tangent(
+        self, prepared: Any, jvp: Product, b: Vector, *, rtol: float, max_steps: int, throw: bool
+    ) -> Vector:
         """$\\dot x^\\star$ for the right-hand side $b$: linear and transposable in $b$."""
 
     @abc.abstractmethod
@@ -79,8 +81,7 @@ class Implicit(AbstractAdjoint):
     """
 
     approximate: ClassVar[bool] = False
-    linear_solver: Literal["gmres", "neumann", "dense"] = eqx.field(default="gmres",
-                                                                    static=True)
+    linear_solver: Literal["gmres", "neumann", "dense"] = eqx.field(default="gmres", static=True)
     restart: int = eqx.field(default=20, static=True)
 
     def __check_init__(self):
@@ -89,16 +90,24 @@ class Implicit(AbstractAdjoint):
                 "Implicit: linear_solver must be 'gmres', 'neumann' or 'dense', got "
                 f"{self.linear_solver!r}."
             )
-        if isinstance(self.restart, bool) or not isinstance(self.restart, int) or (
-            self.restart < 1
+        if (
+            isinstance(self.restart, bool)
+            or not isinstance(self.restart, int)
+            or (self.restart < 1)
         ):
             raise ValueError(f"Implicit: restart must be an int >= 1, got {self.restart!r}.")
 
     def _solve(self, product: Product, b: Vector, rtol: float, max_steps: int) -> LinearSolve:
         if self.linear_solver == "dense":
             return _dense_solve(product, b)
-        return solve_linear(self.linear_solver, lambda t: t - product(t), b, rtol=rtol,
-                            max_steps=max_steps, restart=self.restart)
+        return solve_linear(
+            self.linear_solver,
+            lambda t: t - product(t),
+            b,
+            rtol=rtol,
+            max_steps=max_steps,
+            restart=self.restart,
+        )
 
     def prepare(self, jvp, x, *, rtol, max_steps):
         if self.linear_solver == "dense":
@@ -114,8 +123,9 @@ class Implicit(AbstractAdjoint):
             return jax.scipy.linalg.lu_solve(prepared, b)
 
         def solve(matvec, rhs):
-            solution = solve_linear(method, matvec, rhs, rtol=rtol,
-                                    max_steps=max_steps, restart=self.restart)
+            solution = solve_linear(
+                method, matvec, rhs, rtol=rtol, max_steps=max_steps, restart=self.restart
+            )
             if throw:
                 return FixedPointResult.singular.error_if(solution.value, ~solution.ok)
             return solution.value * nan_unless(solution.ok, rhs.dtype)

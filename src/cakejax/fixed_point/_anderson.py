@@ -48,8 +48,10 @@ class Anderson(AbstractFixedPointSolver):
     regularisation: float = eqx.field(default=1e-8, static=True, converter=float)
 
     def __check_init__(self):
-        if isinstance(self.history, bool) or not isinstance(self.history, int) or (
-            self.history < 1
+        if (
+            isinstance(self.history, bool)
+            or not isinstance(self.history, int)
+            or (self.history < 1)
         ):
             raise ValueError(f"Anderson: history must be an int >= 1, got {self.history!r}.")
         if not (math.isfinite(self.damping) and 0 < self.damping <= 1):
@@ -73,9 +75,7 @@ class Anderson(AbstractFixedPointSolver):
         diagonal = jnp.diagonal(gram)
         # A column is used once recorded; one whose residual did not change carries no
         # information (and would make the system singular), so it is left out.
-        used = (jnp.arange(self.history) < jnp.minimum(state.steps, self.history)) & (
-            diagonal > 0
-        )
+        used = (jnp.arange(self.history) < jnp.minimum(state.steps, self.history)) & (diagonal > 0)
         both = used[:, None] & used[None, :]
         mean = jnp.sum(jnp.where(used, diagonal, 0)) / jnp.maximum(jnp.sum(used), 1).astype(x.dtype)
         lam = self.regularisation * mean

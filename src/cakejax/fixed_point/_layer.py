@@ -11,12 +11,12 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
+from .._typing import describe_tree
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
 from ._results import converged, FixedPointResult
 from ._rule import Config, fixed_point, result_from_code
 from ._solver import AbstractFixedPointSolver
-from .._typing import describe_tree
 
 
 class FixedPointSolution(eqx.Module):
@@ -52,8 +52,11 @@ def _close_over_tracers(fn, x0):
     become leaves and are differentiated too (otherwise they would leak out of the solve)."""
     converted = eqx.filter_closure_convert(fn, x0)
     own = {id(leaf) for leaf in jax.tree_util.tree_leaves(fn)}
-    hidden = [c for c in jax.tree_util.tree_leaves(getattr(converted, "consts", ()))
-              if isinstance(c, jax.core.Tracer) and id(c) not in own]
+    hidden = [
+        c
+        for c in jax.tree_util.tree_leaves(getattr(converted, "consts", ()))
+        if isinstance(c, jax.core.Tracer) and id(c) not in own
+    ]
     return converted if hidden else fn
 
 
@@ -71,8 +74,9 @@ def _compiled_backward(fn, value, cotangent, config: Config):
     flat_x, unravel = ravel_pytree(value)
     flat_c, _ = ravel_pytree(cotangent)
     _, vjp = jax.vjp(lambda x: ravel_pytree(fn(unravel(x)))[0], flat_x)
-    backward = config.adjoint.transpose(lambda u: vjp(u)[0], flat_c, rtol=config.rtol,
-                                        max_steps=config.max_steps)
+    backward = config.adjoint.transpose(
+        lambda u: vjp(u)[0], flat_c, rtol=config.rtol, max_steps=config.max_steps
+    )
     return backward.steps, backward.residual, backward.ok
 
 
@@ -131,27 +135,31 @@ class FixedPoint(eqx.Module):
                 raise ValueError(f"FixedPoint: {name} must be finite and >= 0, got {value}.")
         if self.rtol == 0 and self.atol == 0:
             raise ValueError("FixedPoint: rtol and atol cannot both be 0.")
-        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or (
-            self.max_steps < 1
+        if (
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int)
+            or (self.max_steps < 1)
         ):
             raise ValueError(f"FixedPoint: max_steps must be an int >= 1, got {self.max_steps!r}.")
         if not callable(self.fn):
             raise TypeError(f"FixedPoint: fn must be callable, got {type(self.fn).__name__}.")
         if not isinstance(self.solver, AbstractFixedPointSolver):
-            raise TypeError("FixedPoint: solver must be a cakejax solver (cj.Anderson(), "
-                            f"cj.Picard(), cj.Newton()), got {type(self.solver).__name__}.")
+            raise TypeError(
+                "FixedPoint: solver must be a cakejax solver (cj.Anderson(), "
+                f"cj.Picard(), cj.Newton()), got {type(self.solver).__name__}."
+            )
         if not isinstance(self.adjoint, AbstractAdjoint):
-            raise TypeError("FixedPoint: adjoint must be cj.Implicit(), cj.JacobianFree() or "
-                            f"cj.Phantom(), got {type(self.adjoint).__name__}.")
+            raise TypeError(
+                "FixedPoint: adjoint must be cj.Implicit(), cj.JacobianFree() or "
+                f"cj.Phantom(), got {type(self.adjoint).__name__}."
+            )
 
     def _config(self) -> Config:
-        return Config(self.solver, self.adjoint, self.rtol, self.atol, self.max_steps,
-                      self.throw)
+        return Config(self.solver, self.adjoint, self.rtol, self.atol, self.max_steps, self.throw)
 
     def _check_state(self, x0) -> None:
         leaves = jax.tree_util.tree_leaves(x0)
-        if not leaves or not all(jnp.issubdtype(jnp.result_type(a), jnp.floating)
-                                 for a in leaves):
+        if not leaves or not all(jnp.issubdtype(jnp.result_type(a), jnp.floating) for a in leaves):
             raise TypeError(
                 "FixedPoint: the state x0 must be a floating array or a PyTree of them, got "
                 f"{jax.tree_util.tree_map(lambda a: jnp.result_type(a).name, x0)}."

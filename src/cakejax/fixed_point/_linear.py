@@ -74,8 +74,13 @@ def solve_linear(
     else:
         operator = lx.FunctionLinearOperator(matvec, jax.eval_shape(lambda: unit))
         restart = min(restart, unit.size)
-        solver = lx.GMRES(rtol=rtol, atol=rtol, restart=restart, stagnation_iters=3,
-                          max_steps=max(1, math.ceil(max_steps / restart)))
+        solver = lx.GMRES(
+            rtol=rtol,
+            atol=rtol,
+            restart=restart,
+            stagnation_iters=3,
+            max_steps=max(1, math.ceil(max_steps / restart)),
+        )
         solution = lx.linear_solve(operator, unit, solver, throw=False)
         t, steps = solution.value, solution.stats["num_steps"]
     residual = jnp.max(jnp.abs(unit - matvec(t)), initial=0)

@@ -10,9 +10,10 @@ used only where it is larger than $\|r\|$ ($|1 - \mu| < 1$): a large secant slop
 jump or a blow-up, never excuses a residual.
 Stopping on $\|r\|$ alone (the Picard step) would leave an error of $\|r\|\,/(1 - \rho)$, a
 hundred times the tolerance at $\rho = 0.99$. The loop stops when
-$\|r\|_\infty / \min(|1 - \mu|, 1) \le \tfrac12(\text{atol} + \text{rtol} \cdot s)$ (a safety factor) with the scale
-$s = \max(\|x\|_\infty, \|f(x_0)\|_\infty)$: relative to the problem's own size, so a state
-of size $10^{-12}$ and one of size $10^{12}$ are solved to the same relative accuracy.
+$\|r\|_\infty / \min(|1 - \mu|, 1) \le \tfrac12(\text{atol} + \text{rtol} \cdot s)$
+(a safety factor) with the scale $s = \max(\|x\|_\infty, \|f(x_0)\|_\infty)$: relative to
+the problem's own size, so a state of size $10^{-12}$ and one of size $10^{12}$ are solved to
+the same relative accuracy.
 
 **The floating-point floor.** Rounding makes $r$ noisy at about machine epsilon times the
 sizes involved; a tolerance below that cannot be met. When the smallest residual seen has not

@@ -34,8 +34,10 @@ class Newton(AbstractFixedPointSolver):
     def __check_init__(self):
         if not (math.isfinite(self.linear_rtol) and 0 < self.linear_rtol < 1):
             raise ValueError(f"Newton: linear_rtol must be in (0, 1), got {self.linear_rtol}.")
-        if isinstance(self.linear_steps, bool) or not isinstance(self.linear_steps, int) or (
-            self.linear_steps < 1
+        if (
+            isinstance(self.linear_steps, bool)
+            or not isinstance(self.linear_steps, int)
+            or (self.linear_steps < 1)
         ):
             raise ValueError(
                 f"Newton: linear_steps must be an int >= 1, got {self.linear_steps!r}."
@@ -46,6 +48,11 @@ class Newton(AbstractFixedPointSolver):
 
     def step(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: None):
         _, jvp = jax.linearize(f, x)
-        delta = solve_linear("gmres", lambda v: v - jvp(v), fx - x, rtol=self.linear_rtol,
-                             max_steps=self.linear_steps)
+        delta = solve_linear(
+            "gmres",
+            lambda v: v - jvp(v),
+            fx - x,
+            rtol=self.linear_rtol,
+            max_steps=self.linear_steps,
+        )
         return x + delta.value, state

@@ -47,8 +47,9 @@ def flat_map(fn, unravel):
 def fixed_point(fn, x0, *, config: Config):
     """The forward solve. Returns (x*, residual, steps, result code)."""
     flat_x0, unravel = ravel_pytree(x0)
-    forward = iterate(config.solver, flat_map(fn, unravel), flat_x0, config.rtol, config.atol,
-                      config.max_steps)
+    forward = iterate(
+        config.solver, flat_map(fn, unravel), flat_x0, config.rtol, config.atol, config.max_steps
+    )
     x = forward.value
     if config.throw:
         x = forward.result.error_if(x, ~converged(forward.result))
@@ -75,8 +76,9 @@ def _fixed_point_jvp(primals, tangents, *, config: Config):
     # right-hand side: does the derivative exist here at all?
     certified, prepared = config.adjoint.prepare(jvp, flat_x, **options)
     result = result_from_code(code)
-    result = FixedPointResult.where(converged(result) & ~certified, FixedPointResult.singular,
-                                    result)
+    result = FixedPointResult.where(
+        converged(result) & ~certified, FixedPointResult.singular, result
+    )
     if config.throw:
         flat_x = FixedPointResult.singular.error_if(flat_x, ~certified)
     t = config.adjoint.tangent(prepared, jvp, rhs, throw=config.throw, **options)

@@ -49,8 +49,10 @@ clip_gradient.defvjp(_clip_gradient_fwd, _clip_gradient_bwd)
 
 
 def _apply(
-    x: Float[ArrayLike, "*shape"] | PyInt, mask: Bool[Array, "*shape"] | None, bound: float,
-    mode: str
+    x: Float[ArrayLike, "*shape"] | PyInt,
+    mask: Bool[Array, "*shape"] | None,
+    bound: float,
+    mode: str,
 ) -> Float[Array, "*shape"]:
     return clip_gradient(as_float(x), mask, bound, mode)
 
@@ -77,9 +79,12 @@ class Mask:
         return self._hash
 
     def __eq__(self, other):
-        return (isinstance(other, Mask) and self._hash == other._hash
-                and self.array.shape == other.array.shape
-                and np.array_equal(self.array, other.array))
+        return (
+            isinstance(other, Mask)
+            and self._hash == other._hash
+            and self.array.shape == other.array.shape
+            and np.array_equal(self.array, other.array)
+        )
 
     def __repr__(self):
         return f"Mask({self.array.tolist()})"
@@ -92,7 +97,8 @@ def _to_mask(value) -> Mask | None:
         raise TypeError(
             "GradientClip: field 'mask' is a static hyperparameter and must be a concrete "
             f"boolean array, got a traced value ({describe(value)}). Build the GradientClip "
-            "outside the transformation.")
+            "outside the transformation."
+        )
     try:
         array = np.asarray(value)
     except ValueError:  # a ragged list
@@ -100,7 +106,8 @@ def _to_mask(value) -> Mask | None:
     if array is None or array.dtype != bool:
         raise TypeCheckError(
             f"GradientClip: field 'mask' must be a boolean array (or None), got "
-            f"{describe(value if array is None else array)}.")
+            f"{describe(value if array is None else array)}."
+        )
     return Mask(array)
 
 
@@ -147,7 +154,8 @@ class GradientClip(TypedModule):
     def _check_values(self):
         if not (math.isfinite(self.bound) and self.bound > 0):
             raise ValueError(
-                f"GradientClip: field 'bound' must be positive and finite, got {self.bound}.")
+                f"GradientClip: field 'bound' must be positive and finite, got {self.bound}."
+            )
 
     def __call__(self, x: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
         """**Arguments:** `x`, the shape of `mask` if one was given. **Returns:** `x`."""
@@ -157,6 +165,7 @@ class GradientClip(TypedModule):
             if self.mask.array.shape != jnp.shape(x):
                 raise TypeCheckError(
                     f"GradientClip: field 'mask' has shape {self.mask.array.shape}, the input "
-                    f"x {jnp.shape(x)}: they must be equal (use jax.vmap for a batch).")
+                    f"x {jnp.shape(x)}: they must be equal (use jax.vmap for a batch)."
+                )
             mask = jnp.asarray(self.mask.array)
         return _apply(x, mask, self.bound, self.mode)

@@ -24,13 +24,13 @@ class GradientReversal(TypedModule):
     - `scale`: $\lambda$ (default 1), a finite real number (static).
     """
 
-    scale: float = eqx.field(default=1.0, static=True,
-                             converter=static_float("GradientReversal", "scale"))
+    scale: float = eqx.field(
+        default=1.0, static=True, converter=static_float("GradientReversal", "scale")
+    )
 
     def _check_values(self):
         if not abs(self.scale) < float("inf"):
-            raise ValueError(
-                f"GradientReversal: field 'scale' must be finite, got {self.scale}.")
+            raise ValueError(f"GradientReversal: field 'scale' must be finite, got {self.scale}.")
 
     def __call__(self, x: Inexact[ArrayLike, "*shape"] | PyInt) -> Inexact[Array, "*shape"]:
         """**Arguments:** `x`, any shape. **Returns:** `x`."""

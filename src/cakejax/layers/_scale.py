@@ -9,8 +9,9 @@ from .._typing import as_float, PyInt, static_float, TypedModule
 
 
 @jax.custom_jvp
-def scale_gradient(x: Inexact[ArrayLike, "*shape"], scale: Float[ArrayLike, ""]
-                   ) -> Inexact[Array, "*shape"]:
+def scale_gradient(
+    x: Inexact[ArrayLike, "*shape"], scale: Float[ArrayLike, ""]
+) -> Inexact[Array, "*shape"]:
     r"""$y = x$, with the derivative rule $\dot y = s\,\dot x$ (`jax.custom_jvp`).
 
     The tangent map $\dot x \mapsto s\,\dot x$ is linear, so JAX transposes it for reverse
@@ -31,7 +32,9 @@ def _scale_gradient_jvp(primals, tangents):
     x, scale = primals
     x_dot, _ = tangents
     x = jnp.asarray(x)
-    return scale_gradient(x, scale), jnp.asarray(scale, x_dot.real.dtype).astype(x_dot.dtype) * x_dot
+    return scale_gradient(x, scale), jnp.asarray(scale, x_dot.real.dtype).astype(
+        x_dot.dtype
+    ) * x_dot
 
 
 class GradientScale(TypedModule):

@@ -14,11 +14,13 @@ from .._typing import as_float, describe, PyInt, TypedModule
 def _forward(fn, x):
     y = fn(x)
     if not (hasattr(y, "shape") and hasattr(y, "dtype")) or (
-            jnp.shape(y) != x.shape or jnp.result_type(y) != x.dtype):
+        jnp.shape(y) != x.shape or jnp.result_type(y) != x.dtype
+    ):
         raise TypeError(
             f"StraightThrough: fn must return an array of its input's shape and dtype (its "
             f"derivative is taken to be the identity's), got {describe(y)} for an input of "
-            f"{describe(x)}.")
+            f"{describe(x)}."
+        )
     return y
 
 

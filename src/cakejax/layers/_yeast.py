@@ -57,10 +57,12 @@ def _tower_jvp(primals, tangents):
     y, s, d, q = out = _tower(beta, x)
     xq = x * q  # q vanishes where |x| is huge: no inf * 0
     du = beta * x_dot + x * beta_dot
-    return out, (s * x_dot + d * beta_dot,
-                 q * du,
-                 xq * x_dot + (x * xq - 2 * d) / beta * beta_dot,
-                 q * (1 - 2 * s) * du)
+    return out, (
+        s * x_dot + d * beta_dot,
+        q * du,
+        xq * x_dot + (x * xq - 2 * d) / beta * beta_dot,
+        q * (1 - 2 * s) * du,
+    )
 
 
 @jax.custom_jvp
@@ -94,8 +96,11 @@ def _checked_beta(beta: Float[Array, "*neurons"]) -> Float[Array, "*neurons"]:
     put it anywhere, and at β ≤ 0 the activity is ±inf or NaN, silently. The check is on β
     alone (a few scalars, whatever the batch): an error naming the field, or under
     `EQX_ON_ERROR=nan` NaN outputs and derivatives."""
-    return checked(beta, ~((beta > 0) & (beta < jnp.inf)),
-                   "YeastActivity: field 'beta' must be positive and finite")
+    return checked(
+        beta,
+        ~((beta > 0) & (beta < jnp.inf)),
+        "YeastActivity: field 'beta' must be positive and finite",
+    )
 
 
 class YeastActivity(TypedModule):
@@ -125,7 +130,8 @@ class YeastActivity(TypedModule):
             beta = float(self.beta)
             if not (beta > 0 and beta < float("inf")):
                 raise ValueError(
-                    f"YeastActivity: field 'beta' must be positive and finite, got {beta}.")
+                    f"YeastActivity: field 'beta' must be positive and finite, got {beta}."
+                )
 
     def __call__(self, x: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
         """**Arguments:** `x`, any shape. **Returns:** the activity, elementwise."""

@@ -43,9 +43,7 @@ def _field(default):
     return eqx.field(default=default, converter=as_float_array)
 
 
-def _dot4(
-    w: Float[Array | np.ndarray, "4"], x: tuple[Scalar, Scalar, Scalar, Scalar]
-) -> Scalar:
+def _dot4(w: Float[Array | np.ndarray, "4"], x: tuple[Scalar, Scalar, Scalar, Scalar]) -> Scalar:
     """$w \\cdot x$ written out term by term, `x` already split into its four amounts (see
     `CakeProperties._amounts` for why)."""
     return (w[0] * x[0] + w[1] * x[1]) + (w[2] * x[2] + w[3] * x[3])
@@ -121,16 +119,20 @@ class CakeProperties(TypedModule):
         x = jnp.asarray(ingredients)
         amounts = tuple(x[i] for i in range(4))
         ok = [(a >= 0) & (a < jnp.inf) for a in amounts]
-        return checked(amounts, ~((ok[0] & ok[1]) & (ok[2] & ok[3])),
-                       "CakeProperties: ingredient amounts must be finite and non-negative")
+        return checked(
+            amounts,
+            ~((ok[0] & ok[1]) & (ok[2] & ok[3])),
+            "CakeProperties: ingredient amounts must be finite and non-negative",
+        )
 
     def _sweetness(self, amounts):
-        return self.sugar_sweetness * jnp.log1p(amounts[3]) + _dot4(
-            self.sweetness_weights, amounts)
+        return self.sugar_sweetness * jnp.log1p(amounts[3]) + _dot4(self.sweetness_weights, amounts)
 
     def _fluffiness(self, amounts):
-        return _dot4(self.fluffiness_weights, amounts) - self.flour_penalty * (
-            amounts[2] - self.ideal_flour) ** 2
+        return (
+            _dot4(self.fluffiness_weights, amounts)
+            - self.flour_penalty * (amounts[2] - self.ideal_flour) ** 2
+        )
 
     def _cost(self, amounts):
         butter, eggs, flour, sugar = amounts
@@ -219,6 +221,9 @@ class SweetnessError(TypedModule):
         **Returns:** the squared error, a scalar."""
         self.check_fields()
         target = as_float(target)
-        target = checked(target, ~jnp.isfinite(target),
-                         "SweetnessError: argument 'target' must be finite, got NaN or inf")
+        target = checked(
+            target,
+            ~jnp.isfinite(target),
+            "SweetnessError: argument 'target' must be finite, got NaN or inf",
+        )
         return (self.properties.sweetness(ingredients) - target) ** 2

@@ -50,9 +50,12 @@ def _like_logits(
     # Checked on the logits, one flag per cake: NaN or infinite features (or weights) give a
     # non-finite logit, and checking the (cakes,) logits costs a fraction of a pass over the
     # (cakes, features) batch.
-    return checked(logits, ~jnp.isfinite(logits),
-                   "LikeModel: a cake's logit (features @ weights + bias) is NaN or infinite: "
-                   "its features, or the model's weights or bias, are not finite")
+    return checked(
+        logits,
+        ~jnp.isfinite(logits),
+        "LikeModel: a cake's logit (features @ weights + bias) is NaN or infinite: "
+        "its features, or the model's weights or bias, are not finite",
+    )
 
 
 class LikeModel(TypedModule):

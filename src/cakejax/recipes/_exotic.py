@@ -60,7 +60,9 @@ class FlavorStability(TypedModule):
     def __call__(self, x: ScalarLike) -> Scalar:
         self.check_fields()
         x = as_float(x)
-        x = checked(x, ~jnp.isfinite(x), "FlavorStability: argument 'x' must be finite, got NaN or inf")
+        x = checked(
+            x, ~jnp.isfinite(x), "FlavorStability: argument 'x' must be finite, got NaN or inf"
+        )
         dtype = jnp.result_type(self.base, x)
         z = jax.lax.complex(self.base.astype(dtype), jnp.asarray(x, dtype))
         return jnp.real(z * jnp.conj(z))
