@@ -1,6 +1,8 @@
 """Typed shapes: wrong shapes, ranks and dtypes are rejected with a message naming the
 parameter (or field), eagerly and under jit."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -287,6 +289,85 @@ def test_bad_mode_is_refused_with_type_checks_off():
         "TypeCheckError GradientClip: field 'mode' must be Literal['value', 'norm'], got str "
         "'bogus'"
     ), out
+
+
+#: The hyperparameter checks of the solvers, adjoints and FixedPoint (plain eqx.Modules, whose
+#: `__check_init__` and converters do all the checking): code, and what the error must say.
+HYPERPARAMETERS = {
+    "Newton linear_rtol str": (
+        "cj.Newton(linear_rtol='abc')",
+        r"Newton: field 'linear_rtol' must be a real number",
+    ),
+    "Newton linear_rtol 2": ("cj.Newton(linear_rtol=2.0)", r"Newton: linear_rtol must be in"),
+    "Newton linear_steps 1.5": (
+        "cj.Newton(linear_steps=1.5)",
+        r"Newton: linear_steps must be an int >= 1",
+    ),
+    "Anderson history 0": ("cj.Anderson(history=0)", r"Anderson: history must be an int >= 1"),
+    "Anderson damping str": (
+        "cj.Anderson(damping='x')",
+        r"Anderson: field 'damping' must be a real number",
+    ),
+    "Anderson regularisation nan": (
+        "cj.Anderson(regularisation=float('nan'))",
+        r"Anderson: regularisation must be finite",
+    ),
+    "Picard damping 0": ("cj.Picard(0.0)", r"Picard: damping must be in \(0, 1\]"),
+    "Picard damping str": ("cj.Picard('x')", r"Picard: field 'damping' must be a real number"),
+    "FixedPoint rtol -1": ("cj.FixedPoint(abs, rtol=-1.0)", r"FixedPoint: rtol must be finite"),
+    "FixedPoint rtol str": (
+        "cj.FixedPoint(abs, rtol='a')",
+        r"FixedPoint: field 'rtol' must be a real number",
+    ),
+    "FixedPoint tolerances 0": (
+        "cj.FixedPoint(abs, rtol=0.0)",
+        r"FixedPoint: rtol and atol cannot both be 0",
+    ),
+    "FixedPoint max_steps 0": (
+        "cj.FixedPoint(abs, max_steps=0)",
+        r"FixedPoint: max_steps must be an int >= 1",
+    ),
+    "FixedPoint fn 3": ("cj.FixedPoint(3)", r"FixedPoint: fn must be callable"),
+    "FixedPoint solver str": (
+        "cj.FixedPoint(abs, solver='newton')",
+        r"FixedPoint: solver must be a cakejax solver",
+    ),
+    "FixedPoint adjoint str": (
+        "cj.FixedPoint(abs, adjoint='implicit')",
+        r"FixedPoint: adjoint must be cj.Implicit\(\)",
+    ),
+    "Implicit bogus": ("cj.Implicit('bogus')", r"Implicit: linear_solver must be 'gmres'"),
+    "Implicit restart 0": ("cj.Implicit(restart=0)", r"Implicit: restart must be an int >= 1"),
+    "Phantom terms 0": ("cj.Phantom(0)", r"Phantom: terms must be an int >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(HYPERPARAMETERS))
+def test_hyperparameters_are_checked(case):
+    # With type checks on, jaxtyping's check of __init__ may speak first: it names the class
+    # and the parameter; otherwise the module's own message.
+    code, message = HYPERPARAMETERS[case]
+    model = re.match(r"cj\.(\w+)\(", code).group(1)
+    with pytest.raises((TypeError, ValueError)) as info:
+        eval(code, {"cj": cj})
+    text = str(info.value)
+    hooked = isinstance(info.value, TypeCheckError) and f"{model}.__init__" in text
+    assert re.search(message, text) or hooked, text
+
+
+def test_hyperparameters_are_checked_with_type_checks_off():
+    # The same checks, whatever CAKEJAX_TYPECHECK says: they are the modules' own.
+    code = (
+        "import cakejax as cj\n"
+        f"for name, (code, _) in {HYPERPARAMETERS!r}.items():\n"
+        "    try:\n        eval(code)\n        print(name, '|', 'accepted')\n"
+        "    except Exception as error:\n        print(name, '|', error)\n"
+    )
+    lines = run_python(code, CAKEJAX_TYPECHECK="0").strip().splitlines()
+    assert len(lines) == len(HYPERPARAMETERS)
+    for line in lines:
+        name, error = line.split(" | ", 1)
+        assert re.search(HYPERPARAMETERS[name][1], error), line
 
 
 def test_python_ints_where_numbers_are_taken(x64):

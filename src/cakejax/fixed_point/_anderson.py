@@ -8,6 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from .._typing import static_float
 from ._solver import AbstractFixedPointSolver, Vector
 
 
@@ -44,8 +45,12 @@ class Anderson(AbstractFixedPointSolver):
     """
 
     history: int = eqx.field(default=20, static=True)
-    damping: float = eqx.field(default=1.0, static=True, converter=float)
-    regularisation: float = eqx.field(default=1e-8, static=True, converter=float)
+    damping: float = eqx.field(
+        default=1.0, static=True, converter=static_float("Anderson", "damping")
+    )
+    regularisation: float = eqx.field(
+        default=1e-8, static=True, converter=static_float("Anderson", "regularisation")
+    )
 
     def __check_init__(self):
         if (

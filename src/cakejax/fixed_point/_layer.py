@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
-from .._typing import describe_tree
+from .._typing import describe_tree, static_float
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
 from ._results import converged, FixedPointResult
@@ -123,8 +123,8 @@ class FixedPoint(eqx.Module):
     fn: Callable[..., Any]
     solver: AbstractFixedPointSolver = Anderson()
     adjoint: AbstractAdjoint = Implicit()
-    rtol: float = eqx.field(default=1e-6, static=True, converter=float)
-    atol: float = eqx.field(default=0.0, static=True, converter=float)
+    rtol: float = eqx.field(default=1e-6, static=True, converter=static_float("FixedPoint", "rtol"))
+    atol: float = eqx.field(default=0.0, static=True, converter=static_float("FixedPoint", "atol"))
     max_steps: int = eqx.field(default=256, static=True)
     throw: bool = eqx.field(default=True, static=True)
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 
+from .._typing import static_float
 from ._linear import solve_linear
 from ._solver import AbstractFixedPointSolver, Vector
 
@@ -28,7 +29,9 @@ class Newton(AbstractFixedPointSolver):
     - `linear_steps`: the most products per step (default 200).
     """
 
-    linear_rtol: float = eqx.field(default=1e-5, static=True, converter=float)
+    linear_rtol: float = eqx.field(
+        default=1e-5, static=True, converter=static_float("Newton", "linear_rtol")
+    )
     linear_steps: int = eqx.field(default=200, static=True)
 
     def __check_init__(self):

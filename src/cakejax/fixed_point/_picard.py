@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 
+from .._typing import static_float
 from ._solver import AbstractFixedPointSolver, Vector
 
 
@@ -22,7 +23,9 @@ class Picard(AbstractFixedPointSolver):
     - `damping`: $\beta \in (0, 1]$, default 1 (plain iteration).
     """
 
-    damping: float = eqx.field(default=1.0, static=True, converter=float)
+    damping: float = eqx.field(
+        default=1.0, static=True, converter=static_float("Picard", "damping")
+    )
 
     def __check_init__(self):
         if not (math.isfinite(self.damping) and 0 < self.damping <= 1):
