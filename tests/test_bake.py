@@ -143,16 +143,27 @@ def test_derivative_of_the_best_recipe(f64):
     np.testing.assert_allclose(jax.jacrev(best)(10.0), finite_difference, rtol=1e-5, atol=1e-10)
     assert jax.jacfwd(best)(10.0)[2] == 0.0  # flour is held at its bound
     # The best score's derivative is the score's own (envelope theorem).
-    best_score = lambda s: (
-        cj.optimise_recipe(  # noqa: E731
-            cj.Deliciousness(ideal_sweetness=s), x0
-        ).score
-    )
+    best_score = lambda s: cj.optimise_recipe(cj.Deliciousness(ideal_sweetness=s), x0).score
     np.testing.assert_allclose(
         jax.grad(best_score)(10.0),
         (best_score(10.0 + h) - best_score(10.0 - h)) / (2 * h),
         rtol=1e-6,
     )
+
+
+def test_derivative_through_a_score_that_closes_over_its_parameters(f64):
+    # A lambda closing over c (not a module with c as a leaf): max -|x - c|^2 over x >= 0 is
+    # max(c, 0), so d(recipe)/dc is 1 where c > 0 and 0 where the bound holds (c < 0).
+    c = jnp.asarray([0.5, 2.0, -1.0])
+
+    def best(c):
+        return cj.optimise_recipe(lambda x: -jnp.sum((x - c) ** 2), jnp.ones(3)).recipe
+
+    expected = np.diag([1.0, 1.0, 0.0])
+    np.testing.assert_allclose(best(c), [0.5, 2.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(jax.jacfwd(best)(c), expected, atol=1e-10)
+    np.testing.assert_allclose(jax.jacrev(best)(c), expected, atol=1e-10)
+    np.testing.assert_allclose(jax.jit(jax.jacfwd(best))(c), expected, atol=1e-10)
 
 
 def test_per_customer_recipes_under_vmap_and_jit(f64):

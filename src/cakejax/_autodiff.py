@@ -7,6 +7,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
 
@@ -123,3 +124,18 @@ def clipped_mean_grad(
         lambda g: jnp.mean(g * factor.reshape(-1, *(1,) * (g.ndim - 1)).astype(g.dtype), axis=0),
         grads,
     )
+
+
+def close_over_tracers(fn, *example_args):
+    """`fn`, or, if it closes over traced arrays that are not its own PyTree leaves (a lambda
+    closing over the θ being differentiated), `fn` closure-converted so that those arrays
+    become leaves and are differentiated too (otherwise they would leak out of an iterative
+    solve's custom derivative rule). Used by `FixedPoint` and `optimise_recipe`."""
+    converted = eqx.filter_closure_convert(fn, *example_args)
+    own = {id(leaf) for leaf in jax.tree_util.tree_leaves(fn)}
+    hidden = [
+        c
+        for c in jax.tree_util.tree_leaves(getattr(converted, "consts", ()))
+        if isinstance(c, jax.core.Tracer) and id(c) not in own
+    ]
+    return converted if hidden else fn

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
+from .._autodiff import close_over_tracers
 from .._typing import describe_tree, static_float
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
@@ -44,20 +45,6 @@ class FixedPointSolution(eqx.Module):
     result: FixedPointResult
     backward_steps: Int[Array, ""] | None = None
     backward_residual: Float[Array, ""] | None = None
-
-
-def _close_over_tracers(fn, x0):
-    """`fn`, or, if it closes over traced arrays that are not its own PyTree leaves (a lambda
-    closing over the θ being differentiated), `fn` closure-converted so that those arrays
-    become leaves and are differentiated too (otherwise they would leak out of the solve)."""
-    converted = eqx.filter_closure_convert(fn, x0)
-    own = {id(leaf) for leaf in jax.tree_util.tree_leaves(fn)}
-    hidden = [
-        c
-        for c in jax.tree_util.tree_leaves(getattr(converted, "consts", ()))
-        if isinstance(c, jax.core.Tracer) and id(c) not in own
-    ]
-    return converted if hidden else fn
 
 
 @eqx.filter_jit
@@ -189,7 +176,7 @@ class FixedPoint(eqx.Module):
         """
         x0 = jax.tree_util.tree_map(jnp.asarray, x0)
         self._check_state(x0)
-        fn = _close_over_tracers(self.fn, x0)
+        fn = close_over_tracers(self.fn, x0)
         value, residual, steps, code = _compiled_fixed_point(fn, x0, self._config())
         solution = FixedPointSolution(value, residual, steps, result_from_code(code))
         if cotangent is None:
