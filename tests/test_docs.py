@@ -154,19 +154,24 @@ def test_api_reference_has_every_public_name(site):
     missing = [name for name in public if f'id="cakejax.{name}"' not in pages]
     assert not missing, f"not in the API reference: {missing}"
 
-    tree = ast.parse((ROOT / "src" / "cakejax" / "testing.py").read_text(encoding="utf-8"))
-    names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
-    names += [
-        target.id
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    ]
-    testing = [name for name in names if not name.startswith("_")]
-    assert "check_layer" in testing
-    missing = [name for name in testing if f'id="cakejax.testing.{name}"' not in pages]
-    assert not missing, f"cakejax.testing names not in the API reference: {missing}"
+    # The public modules: every public name they define at their top level.
+    for module, example in (("testing", "check_layer"), ("examples", "EXAMPLES")):
+        source = (ROOT / "src" / "cakejax" / f"{module}.py").read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        names = [
+            node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        ]
+        names += [
+            target.id
+            for node in tree.body
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)
+        ]
+        public = [name for name in names if not name.startswith("_")]
+        assert example in public
+        missing = [name for name in public if f'id="cakejax.{module}.{name}"' not in pages]
+        assert not missing, f"cakejax.{module} names not in the API reference: {missing}"
 
 
 def test_transform_table_has_every_layer(site):
