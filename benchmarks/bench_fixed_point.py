@@ -59,7 +59,7 @@ def fixed_point_loss(method: str, n: int, rho: float):
 FIXED_POINT_METHODS = ["cakejax", "cakejax Picard", "unrolled", "optimistix",
                        "optimistix+GMRES"]
 #: Where each method is timed (the suite's ten-minute budget): cakejax everywhere, its peers at
-#: ρ = 0.9 (optimistix + GMRES fails at 0.99 and 0.999 in float32: see the README's FixedPoint
+#: ρ = 0.9 (optimistix + GMRES fails at 0.99 and 0.999 in float32: see the docs guide's FixedPoint
 #: section), the unrolled loop only where 48 steps converge.
 MEASURED_RHOS = {"cakejax": RHOS, "cakejax Picard": [0.9], "unrolled": [0.5],
                  "optimistix": [0.9], "optimistix+GMRES": [0.9]}
