@@ -289,3 +289,16 @@ def test_bake_command(tmp_path):
     assert flour.split()[1:] == ["2.0000", "0"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert lines[-1].startswith("64 customers' recipes: 64 converged")
+
+
+def test_bake_plot_without_matplotlib_stops_before_the_work(monkeypatch):
+    # Without the plot extra, --plot is refused at once, not after the optimisation.
+    import sys
+
+    from cakejax import _bake_command
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    lines = []
+    with pytest.raises(SystemExit, match=r"pip install 'cakejax\[plot\]'"):
+        _bake_command.run(plot="never.png", output=lines.append)
+    assert lines == []

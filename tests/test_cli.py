@@ -69,7 +69,8 @@ def test_bake_refuses_negative_customers(capsys):
     with pytest.raises(SystemExit) as exit_info:
         _cli.main(["bake", "--customers", "-1"])
     assert exit_info.value.code == 2
-    assert "--customers must be >= 0, got -1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cakejax bake: error: argument --customers: must be >= 0, got -1" in err
 
 
 @pytest.mark.parametrize("passed", [True, False])

@@ -131,8 +131,8 @@ def test_mask_shape_is_checked():
 
 
 def test_under_a_batch_mean_the_clip_sees_each_cotangent_divided_by_the_batch(x64):
-    # What the guide (docs/guide.md) says, exactly: inside jax.grad of a batch mean, example i's input
-    # gradient is clip(g_i / B); under vmap(grad) it is clip(g_i).
+    # What the guide (docs/guide.md) says, exactly: inside jax.grad of a batch mean, example i's
+    # input gradient is clip(g_i / B); under vmap(grad) it is clip(g_i).
     score, clip = cj.Deliciousness(), cj.GradientClip(0.1)
     batch = jnp.stack([cake(), 1.5 * cake(), 0.5 * cake()])
     size = batch.shape[0]

@@ -14,8 +14,8 @@ from .helpers import assert_course
 
 
 SRC = pathlib.Path(examples.__file__).parent
-#: The modules above the catalogue: the tour, the transform table, the command line.
-READERS = {"_tour.py", "_transforms.py", "examples.py"}
+#: The modules above the catalogue: the tour, the transform table, the bake command.
+READERS = {"_tour.py", "_transforms.py", "_bake_command.py", "examples.py"}
 
 
 @pytest.mark.parametrize("name", [n for n, e in examples.EXAMPLES.items() if e.printed is not None])

@@ -323,6 +323,10 @@ HYPERPARAMETERS = {
         "cj.FixedPoint(abs, rtol=0.0)",
         r"FixedPoint: rtol and atol cannot both be 0",
     ),
+    "FixedPoint rtol True": (
+        "cj.FixedPoint(abs, rtol=True)",
+        r"FixedPoint: field 'rtol' must be a real number, got bool",
+    ),
     "FixedPoint max_steps 0": (
         "cj.FixedPoint(abs, max_steps=0)",
         r"FixedPoint: max_steps must be an int >= 1",

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 import cakejax as cj
+from cakejax.examples import cake
 
 
 def _table(before, after) -> str:
@@ -22,7 +23,8 @@ def _table(before, after) -> str:
     return "\n".join(lines)
 
 
-def _plot(path, scores, output) -> None:
+def _pyplot():
+    """matplotlib's pyplot (non-interactive), or a clear exit before any work is done."""
     try:
         import matplotlib
 
@@ -30,6 +32,10 @@ def _plot(path, scores, output) -> None:
         from matplotlib import pyplot
     except ImportError as error:
         raise SystemExit("--plot needs matplotlib: pip install 'cakejax[plot]'") from error
+    return pyplot
+
+
+def _plot(pyplot, path, scores, output) -> None:
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
     axes.plot(range(len(scores)), scores, marker="o", markersize=3)
     axes.set_xlabel("trust-region step")
@@ -44,8 +50,9 @@ def run(customers: int = 0, plot: str | None = None, chunk: int = 4096, output=p
     """Prints the course's cake before and after optimisation (and, with `customers`,
     optimises that many customers' recipes in chunks behind a progress bar). Returns 0 when
     everything converged."""
+    pyplot = _pyplot() if plot else None
     score = cj.Deliciousness()
-    x0 = cj.ingredients(butter=1.0, eggs=3.0, flour=2.0, sugar=1.5)
+    x0 = cake()
     path = [float(score(x0))]
     solution = cj.optimise_recipe(
         score, x0, callback=lambda step, recipe, value: path.append(float(value))
@@ -57,7 +64,7 @@ def run(customers: int = 0, plot: str | None = None, chunk: int = 4096, output=p
     )
     output(_table(x0, solution.recipe))
     if plot:
-        _plot(plot, path, output)
+        _plot(pyplot, plot, path, output)
     if customers:
         key_s, key_f = jax.random.split(jax.random.key(0))
         ideals = 10.0 + jax.random.normal(key_s, (customers,))

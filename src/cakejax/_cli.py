@@ -23,9 +23,15 @@ def _transforms(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 def _bake(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import _bake_command
 
-    if args.customers < 0:
-        parser.error(f"--customers must be >= 0, got {args.customers}")
     return _bake_command.run(args.customers, args.plot)
+
+
+def _count(text: str) -> int:
+    """A number of customers: an int >= 0 (argparse reports a bad one under `cakejax bake`)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bake.add_argument(
         "--customers",
-        type=int,
+        type=_count,
         default=0,
         help="also optimise this many customers' recipes (progress bar)",
     )

@@ -70,7 +70,7 @@ def static_float(model: str, field: str):
                 f"function). Build the {model} outside the transformation, or pass the "
                 f"number as a static argument."
             )
-        if isinstance(value, str | bytes) or (
+        if isinstance(value, str | bytes | bool) or (
             hasattr(value, "dtype")
             and (np.shape(value) != () or np.dtype(value.dtype).kind not in "iuf")
         ):
