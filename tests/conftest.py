@@ -19,9 +19,12 @@ settings.register_profile("explore", derandomize=False, **_common)
 settings.load_profile("cakejax")
 
 
-@pytest.fixture(params=[False, True], ids=["float32", "float64"])
+@pytest.fixture(
+    params=[False, pytest.param(True, marks=pytest.mark.slow)], ids=["float32", "float64"]
+)
 def x64(request):
-    """Runs the test in float32 and again in float64 (`jax_enable_x64`)."""
+    """Runs the test in float32 and again in float64 (`jax_enable_x64`). The float64 twin is
+    marked `slow`: the quick suite runs each such test once, the slow one the other dtype."""
     with jax.enable_x64(request.param):
         yield request.param
 

@@ -11,6 +11,10 @@ import jax
 import pytest
 
 
+# Slow (every benchmark compiled once: about a minute): `python -m pytest -m slow`.
+pytestmark = pytest.mark.slow
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
 

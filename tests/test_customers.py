@@ -80,6 +80,7 @@ _EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh process with 8 virtual devices
 def test_eight_devices_give_one_devices_results_and_keep_the_batch_sharded():
     out = run_python(_EIGHT_DEVICES, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     lines = out.strip().splitlines()
@@ -122,6 +123,7 @@ _WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two fresh processes through jax.distributed
 def test_two_processes_each_owning_half_the_customers(tmp_path):
     import json
     import os

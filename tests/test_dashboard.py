@@ -18,11 +18,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None or shutil.which("npm") is None,
-    reason="needs headless Chromium, its driver and npm: `apt-get install chromium "
-    "chromium-driver npm` (Debian; .ci/run installs them)",
-)
+# Slow (headless Chromium): `python -m pytest -m slow`.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None or shutil.which("npm") is None,
+        reason="needs headless Chromium, its driver and npm: `apt-get install chromium "
+        "chromium-driver npm` (Debian; .ci/run installs them)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,10 @@ import cakejax as cj
 from cakejax import _course as course
 
 
+# Slow (the site's build runs the walk-through: about a minute): `python -m pytest -m slow`.
+pytestmark = pytest.mark.slow
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 for _module in (

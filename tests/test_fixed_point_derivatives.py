@@ -193,6 +193,7 @@ _tight_maturity = jax.jit(lambda p: maturity(p, **TIGHT))
 _default_maturity = jax.jit(maturity)
 
 
+@pytest.mark.slow  # the float64 twin of the next test
 @settings(max_examples=2)
 @given(a=st.floats(-0.8, 0.8), b=st.floats(-5.0, 5.0))
 def test_check_grads_float64(f64, a, b):
@@ -300,6 +301,7 @@ class DEQ(eqx.Module):
     [cj.Implicit(), cj.Implicit("dense"), cj.Phantom(3)],
     ids=["Implicit", "Implicit(dense)", "Phantom(3)"],
 )
+@pytest.mark.slow  # 40 adam steps each; tests/test_training.py trains the default quickly
 def test_trains_in_the_equinox_optax_loop(adjoint, tmp_path):
     kw, ku, kv, kx = jax.random.split(jax.random.key(0), 4)
     W = jax.random.normal(kw, (16, 16))

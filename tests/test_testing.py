@@ -182,6 +182,7 @@ def test_transform_table_is_check_transforms():
     ]
 
 
+@pytest.mark.slow  # a pytest run of its own in a fresh process
 def test_pytest_plugin_with_jaxtyping_packages(tmp_path):
     # A user's package with a typed custom_jvp layer, its test using the plugin's fixtures,
     # run under jaxtyping's own plugin checking that package.

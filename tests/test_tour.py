@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from cakejax import _course as course, _tour
 
 
@@ -20,6 +22,7 @@ def test_tour_fails_on_a_wrong_number(monkeypatch):
     assert any(line.startswith("  ✗ like model: loss") for line in lines)
 
 
+@pytest.mark.slow  # a fresh process running every part in float64
 def test_tour_command():
     # The command line end to end, in float64 (float32 is covered in-process above).
     out = subprocess.run(

@@ -9,6 +9,11 @@ from cakejax import _transforms, examples
 from cakejax.testing import TRANSFORMS
 
 
+# Slow (the table tries 12 layers under 7 transforms: about a minute):
+# `python -m pytest -m slow`.
+pytestmark = pytest.mark.slow
+
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
