@@ -337,6 +337,7 @@ def check_layer(
     # The checks below run the layer compiled where it compiles (one program per check, not
     # one per operation and call), eagerly otherwise; `jit = eager` compares the two.
     flat = setup.compiled if transforms["jit"].status == "works" else setup.flat
+    arg_sizes = setup.flat.arg_sizes
     dtype = z.dtype
     eps = float(jnp.finfo(dtype).eps)
     double = dtype == jnp.float64
@@ -368,7 +369,7 @@ def check_layer(
         ref_fn, ref_z, ref_delta, delta1 = flat, z, delta, delta
     else:
         ref = _Flat(reference, example_args)
-        n_params, n_ref_params = z.size - sum(flat.arg_sizes), ref.z0.size - sum(flat.arg_sizes)
+        n_params, n_ref_params = z.size - sum(arg_sizes), ref.z0.size - sum(arg_sizes)
         delta1 = delta.at[:n_params].set(0)
         ref_fn, ref_z = ref, ref.z0
         ref_delta = jnp.concatenate([jnp.zeros(n_ref_params, dtype), delta[n_params:]])
@@ -432,9 +433,7 @@ def check_layer(
 
     if no_dense_jacobian:
         shapes = set(_walk_shapes(jax.make_jaxpr(grad)(z).jaxpr))
-        dense = [
-            (k, shape) for k in flat.arg_sizes if k >= 2 for shape in shapes if shape.count(k) >= 2
-        ]
+        dense = [(k, shape) for k in arg_sizes if k >= 2 for shape in shapes if shape.count(k) >= 2]
         checks["no dense Jacobian"] = (
             Outcome(
                 "wrong", f"an array of shape {dense[0][1]} for an input of {dense[0][0]} elements"
