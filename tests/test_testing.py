@@ -114,6 +114,7 @@ _CHECKED = [n for n in examples.layers() if not n.startswith("FixedPoint,")] + [
 ]
 
 
+@pytest.mark.slow  # a sweep of the catalogue (each layer's own tests check its derivatives)
 @pytest.mark.parametrize("name", _CHECKED)
 def test_cakejax_layers_pass(f64, name):
     example = examples.EXAMPLES[name]
@@ -134,6 +135,7 @@ def test_approximate_adjoints_are_reported_as_such(f64, name):
 
 
 # FluffinessLoss(stopped)'s gradient is, by design, not the derivative finite differences see.
+@pytest.mark.slow  # a sweep of the catalogue, as above
 @pytest.mark.parametrize("name", [n for n in examples.models() if n != "FluffinessLoss(stopped)"])
 def test_cakejax_models_pass_including_complex(f64, name):
     model, args = examples.EXAMPLES[name].build()
