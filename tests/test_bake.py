@@ -130,6 +130,7 @@ def test_the_same_steps_in_any_units(x64, seed, exponent):
     assert abs(int(scaled.steps) - int(unit.steps)) <= 2, (int(scaled.steps), int(unit.steps))
 
 
+@pytest.mark.slow  # eager jacfwd, jacrev and grad; the next test has them in the quick part
 def test_derivative_of_the_best_recipe(f64):
     # "How does the best recipe change if customers want it sweeter?"
     x0 = jnp.asarray([1.0, 3.0, 2.0, 1.5])

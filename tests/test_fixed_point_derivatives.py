@@ -48,13 +48,25 @@ def _check_transform(f, name, rtol):
         np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
 
 
+def _slow_hessian(solver_or_adjoint, t, default):
+    """A Hessian (reverse over forward through the implicit rule) is the costliest program
+    to compile: the default's is in the quick suite, the others' are `slow`."""
+    marks = pytest.mark.slow if t == "hessian" and solver_or_adjoint != default else ()
+    return pytest.param(solver_or_adjoint, t, marks=marks)
+
+
 #: The default solver under every transform; the others (which change only the forward solve,
 #: not the derivative rule) under the transforms that exercise the rule in each mode.
-SOLVER_CASES = [("Anderson", t) for t in TRANSFORMS] + [
-    (solver, t) for solver in SOLVERS if solver != "Anderson" for t in ("grad", "jvp", "hessian")
+SOLVER_CASES = [_slow_hessian("Anderson", t, "Anderson") for t in TRANSFORMS] + [
+    _slow_hessian(solver, t, "Anderson")
+    for solver in SOLVERS
+    if solver != "Anderson"
+    for t in ("grad", "jvp", "hessian")
 ]
 ADJOINT_CASES = [
-    (adjoint, t) for adjoint in EXACT_ADJOINTS for t in ("grad", "jvp", "jacrev", "hessian", "vmap")
+    _slow_hessian(adjoint, t, "gmres")
+    for adjoint in EXACT_ADJOINTS
+    for t in ("grad", "jvp", "jacrev", "hessian", "vmap")
 ]
 
 
