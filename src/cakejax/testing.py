@@ -30,6 +30,10 @@ among the arguments, with complex arrays split into real and imaginary parts (as
 `cakejax.realify` does), so complex layers are checked as the real maps they are. Integer,
 boolean and non-array arguments are held fixed.
 
+The checks run on the layer compiled with `jax.jit` where it compiles (one program per check
+rather than one per operation), eagerly otherwise; a transform that does not work compiled is
+tried eagerly, and its outcome is eager's (a layer may work op by op but not under `jit`).
+
 `transform(name, f)` applies one of the transforms by name (the table's columns, and
 `"value"`).
 
