@@ -30,9 +30,8 @@ among the arguments, with complex arrays split into real and imaginary parts (as
 `cakejax.realify` does), so complex layers are checked as the real maps they are. Integer,
 boolean and non-array arguments are held fixed.
 
-The checks run on the layer compiled with `jax.jit` where it compiles (one program per check
-rather than one per operation), eagerly otherwise; a transform that does not work compiled is
-tried eagerly, and its outcome is eager's (a layer may work op by op but not under `jit`).
+The transforms are tried as a user calls them, eagerly; the checks after them run on the
+layer compiled with `jax.jit` where `jit` works (one program per check), eagerly otherwise.
 
 `transform(name, f)` applies one of the transforms by name (the table's columns, and
 `"value"`).
@@ -277,23 +276,15 @@ class _Setup:
         self.v = jax.random.normal(k_out, self.y0.shape, dtype)
         self.w = jax.random.normal(k_weight, self.y0.shape, dtype)
         self.batch = z[None] * (1 + 0.01 * jax.random.normal(k_batch, (3, *z.shape), dtype))
-        # The layer compiled: every transform of it is then one program, compiled once (run
-        # op by op, a transform of a layer compiles each operation and every nested loop anew
-        # on every call).
+        # The layer compiled, for the checks of `check_layer` (one program per check, where
+        # run op by op each call of an iterative layer compiles its loops anew).
         self.compiled = jax.jit(flat)
 
     def transforms(self) -> dict[str, Outcome]:
-        """Each transform's outcome, as run eagerly: tried on the compiled layer first (an
-        order of magnitude faster), and where that does not work, eagerly (a layer may work
-        op by op but not under `jit`: the outcome is eager's)."""
-        outcomes = {}
-        for t in TRANSFORMS:
-            args = (self.z, self.u, self.w, self.batch)
-            outcome = _try(lambda t=t, args=args: _transform(t, self.compiled, *args))[1]
-            if outcome.status != "works":
-                outcome = _try(lambda t=t, args=args: _transform(t, self.flat, *args))[1]
-            outcomes[t] = outcome
-        return outcomes
+        return {
+            t: _try(lambda t=t: _transform(t, self.flat, self.z, self.u, self.w, self.batch))[1]
+            for t in TRANSFORMS
+        }
 
 
 def check_transforms(
