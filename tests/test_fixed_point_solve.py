@@ -115,7 +115,7 @@ FAILURES = {
         10.0,
         cj.Picard(),
         20,
-        "still converging",
+        "still making progress",
         cj.FixedPointResult.max_steps_reached,
     ),
     "repelling (1.5, Picard)": (

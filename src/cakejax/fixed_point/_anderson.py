@@ -66,6 +66,17 @@ class Anderson(AbstractFixedPointSolver):
                 f"Anderson: regularisation must be finite and >= 0, got {self.regularisation}."
             )
 
+    def advice(self, outcome: str) -> str:
+        return {
+            "max_steps_reached": " A longer history (cj.Anderson(history=...)) may help.",
+            "diverged": (
+                " Anderson's extrapolation can miss a fixed point that plain iteration "
+                "reaches: try cj.Picard() (attracting fixed points) or cj.Newton() (repelling "
+                "ones too)."
+            ),
+            "oscillating": " Try cj.Picard(0.5) (damped) or cj.Newton().",
+        }.get(outcome, "")
+
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> _AndersonState:
         zeros = jnp.zeros((self.history,) + x.shape, x.dtype)
         return _AndersonState(zeros, zeros, x, fx - x, jnp.asarray(0))
@@ -90,5 +101,5 @@ class Anderson(AbstractFixedPointSolver):
         x_new = x + beta * g - (dx + beta * dg).T @ gamma
         # A history too dependent for the regularisation gives a non-finite step: take the
         # plain (damped Picard) step instead, which the loop's own checks then judge.
-        x_new = jnp.where(jnp.all(jnp.isfinite(x_new)), x_new, x + beta * g)
+        x_new = jnp.where(jnp.isfinite(x_new).all(), x_new, x + beta * g)
         return x_new, _AndersonState(dx, dg, x, g, state.steps + 1)

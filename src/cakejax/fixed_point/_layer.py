@@ -9,7 +9,7 @@ import jax
 import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from .._autodiff import close_over_tracers
 from .._typing import describe_tree, static_float
@@ -37,6 +37,9 @@ class FixedPointSolution(eqx.Module):
       dense: 1, one LU solve; JacobianFree/Phantom: their terms), and its true relative residual
       $\|c - (I - J)^\top u\|_\infty / \|c\|_\infty$ (for an approximate adjoint, how far it
       is from the exact derivative); otherwise `None`.
+
+    **Property:** `converged`, whether `result` is `successful` or `floating_point_floor`
+    (an array of them under `jax.vmap`).
     """
 
     value: PyTree[Float[Array, "..."]]
@@ -45,6 +48,12 @@ class FixedPointSolution(eqx.Module):
     result: FixedPointResult
     backward_steps: Int[Array, ""] | None = None
     backward_residual: Float[Array, ""] | None = None
+
+    @property
+    def converged(self) -> Bool[Array, "*batch"]:
+        """Whether the solve converged (`successful` or `floating_point_floor`), per example
+        under `jax.vmap`: `jnp.flatnonzero(~solutions.converged)` lists the failed ones."""
+        return converged(self.result)
 
 
 @eqx.filter_jit
@@ -74,9 +83,13 @@ class FixedPoint(eqx.Module):
     **Solving.** `solver` proposes iterates (`Anderson` by default, `Picard`, `Newton`); one
     shared loop decides when to stop, on the estimated *error*
     $\|f(x) - x\|/|1 - \mu| \le \text{atol} + \text{rtol}\cdot s$ ($\mu$ the slope of `fn`
-    along the last step, $s = \max(\|x\|_\infty, \|f(x_0)\|_\infty)$), so `rtol` is a relative
-    accuracy of $x^\star$ whatever its units. A tolerance below what the dtype can give ends
-    in `floating_point_floor`, which counts as converged.
+    along the last step, $s = \max(\|x\|_\infty, \|f(x)\|_\infty)$ at the current iterate), so
+    `rtol` is a relative accuracy of $x^\star$ whatever its units and wherever the solve
+    started. A tolerance below what the dtype can give ends in `floating_point_floor`, which
+    counts as converged; a residual that is small only through rounding (the map's own
+    changes below its floating-point resolution, far out) ends in `rounding`, which does
+    not. Every norm is NaN-safe ($\infty$ unless all elements are finite). bfloat16 and
+    float16 states are solved in float32 and returned in their own dtype.
 
     **Derivatives** (`adjoint`): `Implicit()` (default, exact) solves
     $(I - \partial_x f)\,\dot x^\star = \partial_\theta f\,\dot\theta$ matrix-free (GMRES by
@@ -88,7 +101,9 @@ class FixedPoint(eqx.Module):
     **Never silently wrong.** A solve that runs out of steps, diverges or oscillates, and a
     derivative at a non-isolated fixed point (singular $I - \partial_x f$, whatever the
     right-hand side), raise `equinox.EquinoxRuntimeError` by default (`eqx.error_if`, eagerly
-    and under jit). With `throw=False` nothing is raised: `solve` reports the `result` and
+    and under jit), with advice for the solver in use. Under `jax.vmap` the error is raised
+    if any example fails; with `throw=False` nothing is raised: `solve` reports each
+    example's `result` (so `solution.converged` marks the converged ones) and
     derivatives of failed solves (each element, under vmap) are NaN.
 
     **Fields:**

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Bool, Float, Int
 
-from ._loop import floor, iterate
+from ._loop import floor_tolerance, iterate, norm
 from ._picard import Picard
 from ._results import converged
 from ._solver import Vector
@@ -63,7 +63,7 @@ def solve_linear(
       $\sum_i J^i b$): one product an iteration and no memory, but only for $\rho(J) < 1$ and
       slow as $\rho(J) \to 1$. It runs in the forward loop, floor detection included.
     """
-    scale = jnp.max(jnp.abs(b), initial=0)
+    scale = norm(b)
     unit = b / jnp.where(scale > 0, scale, 1)
     # Krylov residuals stall at a few hundred epsilons; asking for less wastes restarts.
     rtol = max(rtol, KRYLOV_FLOOR_ULPS * float(jnp.finfo(b.dtype).eps))
@@ -83,12 +83,12 @@ def solve_linear(
         )
         solution = lx.linear_solve(operator, unit, solver, throw=False)
         t, steps = solution.value, solution.stats["num_steps"]
-    residual = jnp.max(jnp.abs(unit - matvec(t)), initial=0)
+    residual = norm(unit - matvec(t))
     if forward is not None:
         ok = converged(forward.result)
     else:
-        ok = residual <= jnp.maximum(2 * rtol, floor(jnp.ones((), residual.dtype)))
-    ok = (ok & jnp.all(jnp.isfinite(t))) | (scale == 0)
+        ok = residual <= max(2 * rtol, floor_tolerance(residual.dtype))
+    ok = (ok & jnp.isfinite(t).all()) | (scale == 0)
     # A zero right-hand side has the solution zero (given a nonsingular system, which
     # `Implicit` certifies separately); a Krylov method can break down on it.
     t = jnp.where(scale > 0, t * scale, 0)

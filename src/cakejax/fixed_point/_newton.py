@@ -46,6 +46,15 @@ class Newton(AbstractFixedPointSolver):
                 f"Newton: linear_steps must be an int >= 1, got {self.linear_steps!r}."
             )
 
+    def advice(self, outcome: str) -> str:
+        return {
+            "max_steps_reached": " Start nearer the fixed point.",
+            "diverged": (
+                " Newton's method found no fixed point from x0: fn may have none, or x0 is "
+                "too far from one (Newton takes full steps, with no line search)."
+            ),
+        }.get(outcome, "")
+
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> None:
         return None
 

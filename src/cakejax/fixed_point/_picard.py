@@ -31,6 +31,17 @@ class Picard(AbstractFixedPointSolver):
         if not (math.isfinite(self.damping) and 0 < self.damping <= 1):
             raise ValueError(f"Picard: damping must be in (0, 1], got {self.damping}.")
 
+    def advice(self, outcome: str) -> str:
+        return {
+            "max_steps_reached": " cj.Anderson() needs far fewer steps on weak contractions.",
+            "diverged": (
+                " Picard iteration finds attracting fixed points only: cj.Newton() finds "
+                "repelling ones too, and damping (cj.Picard(0.5)) helps where fn's slope is "
+                "below -1."
+            ),
+            "oscillating": " Damping (cj.Picard(0.5)) or cj.Newton() converge where this cycles.",
+        }.get(outcome, "")
+
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> None:
         return None
 

@@ -1,7 +1,10 @@
 """What a fixed-point solve can end in: one enumeration, shared by the solvers, the derivative
 rule and the layer."""
 
+from collections.abc import Callable
+
 import equinox as eqx
+import jax
 
 
 class FixedPointResult(eqx.Enumeration):
@@ -19,19 +22,23 @@ class FixedPointResult(eqx.Enumeration):
         "before the tolerance was met; x is as accurate as this dtype allows."
     )
     max_steps_reached = (
-        "FixedPoint: no convergence within max_steps; the iteration is still converging, "
-        "only slowly (fn contracts weakly). Raise max_steps, loosen rtol/atol, or use a faster "
-        "solver (cj.Anderson, cj.Newton)."
+        "FixedPoint: no convergence within max_steps, though the iteration was still making "
+        "progress (fn contracts weakly here). Raise max_steps or loosen rtol/atol."
     )
     diverged = (
-        "FixedPoint: the iteration does not converge: the residual |fn(x) - x| grew or stopped "
-        "shrinking far from the floating-point floor, or became non-finite. fn is not a "
-        "contraction near the iterates and the solver finds no fixed point from this x0 (a "
-        "repelling fixed point can be found with solver=cj.Newton())."
+        "FixedPoint: the iteration does not converge: the residual |fn(x) - x| stopped "
+        "shrinking far from the floating-point floor, or became non-finite. fn has no fixed "
+        "point that this solver reaches from x0 (or the iterates cycle)."
     )
     oscillating = (
         "FixedPoint: the iteration oscillates (x_{k+1} = x_{k-1} != x_k): fn has no attracting "
         "fixed point here (e.g. a slope of -1), so iterating it finds none."
+    )
+    rounding = (
+        "FixedPoint: |fn(x) - x| is small at x only through rounding: fn's own changes there "
+        "are below its floating-point resolution (the residual does not follow fn's "
+        "derivative), so x is no fixed point of fn as written. Solve in float64, rescale the "
+        "state, or start nearer a fixed point."
     )
     singular = (
         "FixedPoint: the implicit derivative needs a solve with I - dfn/dx at x*, and that "
@@ -40,6 +47,25 @@ class FixedPointResult(eqx.Enumeration):
         "or, with Implicit('neumann'), dfn/dx does not contract or contracts too weakly for "
         "max_steps (raise max_steps, or use the default Implicit())."
     )
+
+
+#: Appended to every failure raised by the forward solve.
+VMAP_HINT = (
+    " (Under jax.vmap this is raised if any example fails, with one failed example's message; "
+    "with throw=False, solution.converged says which did.)"
+)
+
+
+def messages(advice: Callable[[str], str]) -> tuple[str, ...]:
+    """Every outcome's message, indexed by its code, each followed by `advice(name)` (a
+    solver's own suggestion for that outcome) and by how to find the failed examples of a
+    batch, for `eqx.branched_error_if`."""
+    texts = list(FixedPointResult._index_to_message)
+    for name, item in FixedPointResult._name_to_item.items():
+        index = int(jax.tree_util.tree_leaves(item)[0])
+        if texts[index]:
+            texts[index] = texts[index] + advice(name) + VMAP_HINT
+    return tuple(texts)
 
 
 def converged(result: FixedPointResult):

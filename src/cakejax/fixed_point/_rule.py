@@ -9,8 +9,8 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Int
 
 from ._adjoint import AbstractAdjoint, nan_unless
-from ._loop import iterate
-from ._results import converged, FixedPointResult
+from ._loop import floor_tolerance, iterate
+from ._results import converged, FixedPointResult, messages
 from ._solver import AbstractFixedPointSolver
 
 
@@ -43,17 +43,41 @@ def flat_map(fn, unravel):
     return lambda x: ravel_pytree(fn(unravel(x)))[0]
 
 
+def working(dtype) -> Any:
+    """The dtype a solve's arithmetic runs in: the state's, or float32 for a half-precision
+    state (bfloat16 and float16 have no LAPACK and no room for a convergence test)."""
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
+def in_working(g, dtype):
+    """`g`, a map of flat vectors of `dtype`, as a map of its working dtype."""
+    work = working(dtype)
+    if work == dtype:
+        return g
+    return lambda v: g(v.astype(dtype)).astype(work)
+
+
 @eqx.filter_custom_jvp
 def fixed_point(fn, x0, *, config: Config):
     """The forward solve. Returns (x*, residual, steps, result code)."""
     flat_x0, unravel = ravel_pytree(x0)
+    dtype = flat_x0.dtype
     forward = iterate(
-        config.solver, flat_map(fn, unravel), flat_x0, config.rtol, config.atol, config.max_steps
+        config.solver,
+        in_working(flat_map(fn, unravel), dtype),
+        flat_x0.astype(working(dtype)),
+        config.rtol,
+        config.atol,
+        config.max_steps,
+        precision=dtype,
     )
-    x = forward.value
+    x = forward.value.astype(dtype)
+    code = result_code(forward.result)
     if config.throw:
-        x = forward.result.error_if(x, ~converged(forward.result))
-    return unravel(x), forward.residual, forward.steps, result_code(forward.result)
+        x = eqx.branched_error_if(
+            x, ~converged(forward.result), code, messages(config.solver.advice)
+        )
+    return unravel(x), forward.residual.astype(dtype), forward.steps, code
 
 
 @fixed_point.def_jvp
@@ -69,19 +93,25 @@ def _fixed_point_jvp(primals, tangents, *, config: Config):
         zero = jax.tree_util.tree_map(jnp.zeros_like, x_star)
         return (x_star, residual, steps, code), (zero, jnp.zeros_like(residual), None, None)
 
+    dtype, work = flat_x.dtype, working(flat_x.dtype)
     _, rhs = eqx.filter_jvp(lambda f: flat_map(f, unravel)(flat_x), (fn,), (fn_dot,))
     _, jvp = jax.linearize(flat_map(fn, unravel), flat_x)
-    options: dict[str, Any] = {"rtol": config.rtol, "max_steps": config.max_steps}
+    jvp = in_working(jvp, dtype)
+    # A half-precision map's products carry its rounding: no solve is more accurate.
+    rtol = max(config.rtol, floor_tolerance(dtype)) if work != dtype else config.rtol
+    options: dict[str, Any] = {"rtol": rtol, "max_steps": config.max_steps}
     # With the primal computation (the forward pass of reverse mode), independent of the
     # right-hand side: does the derivative exist here at all?
-    certified, prepared = config.adjoint.prepare(jvp, flat_x, **options)
+    certified, prepared = config.adjoint.prepare(jvp, flat_x.astype(work), **options)
     result = result_from_code(code)
     result = FixedPointResult.where(
         converged(result) & ~certified, FixedPointResult.singular, result
     )
     if config.throw:
         flat_x = FixedPointResult.singular.error_if(flat_x, ~certified)
-    t = config.adjoint.tangent(prepared, jvp, rhs, throw=config.throw, **options)
+    t = config.adjoint.tangent(
+        prepared, jvp, rhs.astype(work), throw=config.throw, **options
+    ).astype(dtype)
     if not config.throw:
         t = t * nan_unless(converged(result), t.dtype)
     primal_out = (unravel(flat_x), residual, steps, result_code(result))

@@ -19,8 +19,15 @@ class AbstractFixedPointSolver(eqx.Module):
     divergence the same way for every solver. Subclasses implement:
 
     - `init(f, x, fx)`: the solver's own state, given $x_0$ and $f(x_0)$;
-    - `step(f, x, fx, state)`: the next iterate and the new state.
+    - `step(f, x, fx, state)`: the next iterate and the new state;
+
+    and may override `advice(outcome)`, what to try when a solve with this solver ends in
+    `outcome` (a `FixedPointResult` name), appended to the error message.
     """
+
+    def advice(self, outcome: str) -> str:
+        """A suggestion appended to the message of `outcome`; none by default."""
+        return ""
 
     @abc.abstractmethod
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> Any:
