@@ -27,7 +27,7 @@ SOLVERS = {
     "Newton": cj.Newton(),
 }
 EXACT_ADJOINTS = {
-    "gmres": cj.Implicit(),
+    "gmres": cj.Implicit("gmres"),
     "neumann": cj.Implicit("neumann"),
     "dense": cj.Implicit("dense"),
 }

@@ -340,7 +340,7 @@ HYPERPARAMETERS = {
         "cj.FixedPoint(abs, adjoint='implicit')",
         r"FixedPoint: adjoint must be cj.Implicit\(\)",
     ),
-    "Implicit bogus": ("cj.Implicit('bogus')", r"Implicit: linear_solver must be 'gmres'"),
+    "Implicit bogus": ("cj.Implicit('bogus')", r"Implicit: linear_solver must be 'auto', 'gmres'"),
     "Implicit restart 0": ("cj.Implicit(restart=0)", r"Implicit: restart must be an int >= 1"),
     "Phantom terms 0": ("cj.Phantom(0)", r"Phantom: terms must be an int >= 1"),
 }

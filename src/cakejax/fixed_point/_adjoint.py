@@ -24,6 +24,9 @@ from ._solver import Vector
 
 
 Product = Callable[[Vector], Vector]
+#: `Implicit()` factorises I - J densely up to this many state elements and solves by GMRES
+#: beyond (measured: see the README's "How FixedPoint's defaults are chosen").
+DENSE_AUTO = 256
 #: `Implicit("dense")` refuses states larger than this: a (B n)^2 Jacobian of a whole batch
 #: as the state took 4.1 s a training step at 128 x 64.
 DENSE_LIMIT = 4096
@@ -72,26 +75,31 @@ class Implicit(AbstractAdjoint):
 
     **Arguments:**
 
-    - `linear_solver`: `"gmres"` (default; any nonsingular $I - J$, repelling fixed points
-      included), `"neumann"` (the Richardson iteration $t \leftarrow b + Jt$:
-      one product a step, no memory, fastest on strong contractions, but only for
-      $\rho(J) < 1$), or `"dense"`: $J$ formed from $n$ Jacobian-vector products and
-      $I - J$ LU-factorised once, with the primal computation; the certificate is the
-      factorisation itself (smallest pivot above $n\,\varepsilon$ times the largest) and every
-      tangent or cotangent is two triangular solves. The fastest for small states (a
-      deep-equilibrium layer of 64 units, per example under `vmap`); $O(n^2)$ memory and
-      $O(n^3)$ work, so opt-in, and never the default.
+    - `linear_solver`: `"auto"` (default): `"dense"` for states of up to `DENSE_AUTO` = 256
+      elements, `"gmres"` beyond (see the README's "How FixedPoint's defaults are chosen").
+      `"gmres"`: any nonsingular $I - J$, repelling fixed points included, matrix-free.
+      `"neumann"`: the Richardson iteration $t \leftarrow b + Jt$: one product a step, no
+      memory, fastest on strong contractions, but only for $\rho(J) < 1$. `"dense"`: $J$
+      formed from $n$ Jacobian-vector products and $I - J$ LU-factorised once, with the
+      primal computation; the certificate is the factorisation itself (smallest pivot above
+      $n\,\varepsilon$ times the largest, or than 1) and every tangent or cotangent is two
+      triangular solves (a division for a scalar state). The fastest for small states (a
+      deep-equilibrium layer of 64 units per example under `vmap`: half GMRES's train step;
+      a scalar: no Krylov solve at all); $O(n^2)$ memory and $O(n^3)$ work, so refused past
+      `DENSE_LIMIT` = 4096 elements.
     - `restart`: GMRES's restart length (default 20).
     """
 
     approximate: ClassVar[bool] = False
-    linear_solver: Literal["gmres", "neumann", "dense"] = eqx.field(default="gmres", static=True)
+    linear_solver: Literal["auto", "gmres", "neumann", "dense"] = eqx.field(
+        default="auto", static=True
+    )
     restart: int = eqx.field(default=20, static=True)
 
     def __check_init__(self):
-        if self.linear_solver not in ("gmres", "neumann", "dense"):
+        if self.linear_solver not in ("auto", "gmres", "neumann", "dense"):
             raise ValueError(
-                "Implicit: linear_solver must be 'gmres', 'neumann' or 'dense', got "
+                "Implicit: linear_solver must be 'auto', 'gmres', 'neumann' or 'dense', got "
                 f"{self.linear_solver!r}."
             )
         if (
@@ -102,8 +110,10 @@ class Implicit(AbstractAdjoint):
             raise ValueError(f"Implicit: restart must be an int >= 1, got {self.restart!r}.")
 
     def method(self, n: int) -> Literal["gmres", "neumann", "dense"]:
-        """The linear solver used for a state of `n` elements: `"dense"` past `DENSE_LIMIT`
-        is refused."""
+        """The linear solver used for a state of `n` elements: `"auto"` is `"dense"` up to
+        `DENSE_AUTO` elements, `"gmres"` beyond. `"dense"` past `DENSE_LIMIT` is refused."""
+        if self.linear_solver == "auto":
+            return "dense" if n <= DENSE_AUTO else "gmres"
         if self.linear_solver == "dense" and n > DENSE_LIMIT:
             raise ValueError(
                 f"Implicit('dense'): the state has {n} elements, so the dense rule would form "
@@ -144,7 +154,7 @@ class Implicit(AbstractAdjoint):
             # itself, so that it survives when only the derivative is used (under jit).
             def dense(trans):
                 def solve(_, rhs):
-                    t = jax.scipy.linalg.lu_solve(factors, rhs, trans=trans)
+                    t = _lu_solve(factors, rhs, trans)
                     if throw:
                         return FixedPointResult.singular.error_if(t, ~ok)
                     return t
@@ -168,24 +178,38 @@ class Implicit(AbstractAdjoint):
 
 
 def _factorise(product: Product, x: Vector):
-    """The LU factorisation of $I - J$, $J$ built column by column from `product`."""
+    """The LU factorisation of $I - J$, $J$ built column by column from `product`. A scalar
+    state's factorisation is $1 - J$ itself (no LAPACK call: under `vmap` over $10^6$ lanes
+    a batched LU of 1 x 1 matrices costs more than the whole solve)."""
     n = x.shape[0]
     eye = jnp.eye(n, dtype=x.dtype)
     jac = jax.vmap(product, out_axes=1)(eye)
+    if n == 1:
+        return eye - jac, jnp.zeros(1, jnp.int32)
     return jax.scipy.linalg.lu_factor(eye - jac)
 
 
+def _lu_solve(factors, b: Vector, trans: int = 0) -> Vector:
+    """$(I - J)^{-1} b$ (`trans=1`: $(I - J)^{-\top} b$) from `_factorise`'s factors."""
+    if b.shape[0] == 1:
+        return b / factors[0][0]
+    return jax.scipy.linalg.lu_solve(factors, b, trans=trans)
+
+
 def _well_conditioned(factors) -> Bool[Array, ""]:
-    """Nonsingular to working precision: every pivot finite and above n·eps of the largest."""
+    """Nonsingular to working precision: every pivot finite and above n·eps of the largest
+    pivot or of 1 (the size of $I$, so that $I - J$ with $J \approx I$, all of whose pivots
+    are cancellation, is singular)."""
     pivots = jnp.abs(jnp.diagonal(factors[0]))
-    bound = pivots.shape[0] * jnp.finfo(pivots.dtype).eps * jnp.max(pivots)
-    return jnp.all(jnp.isfinite(pivots)) & (jnp.min(pivots) > bound)
+    largest = jnp.maximum(jnp.max(pivots), 1)
+    bound = pivots.shape[0] * jnp.finfo(pivots.dtype).eps * largest
+    return jnp.isfinite(pivots).all() & (jnp.min(pivots) > bound)
 
 
 def _dense_solve(product: Product, b: Vector) -> LinearSolve:
     """Factorise and solve once, with the true relative residual recomputed."""
     factors = _factorise(product, b)
-    t = jax.scipy.linalg.lu_solve(factors, b)
+    t = _lu_solve(factors, b)
     scale = norm(b)
     residual = norm(b - (t - product(t))) / jnp.where(scale > 0, scale, 1)
     return LinearSolve(t, jnp.asarray(1), _well_conditioned(factors), residual)

@@ -15,6 +15,7 @@ from ._solver import AbstractFixedPointSolver, Vector
 class _AndersonState(NamedTuple):
     dx: Float[Array, "m n"]  # differences of the last m iterates, a ring buffer
     dg: Float[Array, "m n"]  # differences of their residuals g = f(x) - x
+    gram: Float[Array, "m m"]  # dg dg^T, updated a row and a column a step
     x: Vector
     g: Vector
     steps: Int[Array, ""]  # steps taken so far (not `count`: a tuple method)
@@ -36,7 +37,13 @@ class Anderson(AbstractFixedPointSolver):
     **Arguments:**
 
     - `history`: $m$, the number of past iterates used (default 20: on weak contractions,
-      $\rho \ge 0.99$, it needs a fifth of Picard's steps where 5 needs a third).
+      $\rho \ge 0.99$, it needs a fifth of Picard's steps where 5 needs a third), at most
+      the state's size $n$ (more differences than $n$ are linearly dependent): a scalar
+      state gets the secant method, exact in two steps on an affine map such as the course's
+      dough. The Gram matrix $\Delta G^\top \Delta G$ is kept and one row and column updated
+      a step ($O(m\,n)$, not $O(m^2 n)$), the ring buffer's slot is a one-hot mask (under
+      `vmap` every lane has its own step count, and a scatter at batched indices costs more
+      than a select).
     - `damping`: $\beta \in (0, 1]$ (default 1).
     - `regularisation`: the relative Tikhonov weight (default `1e-8`: small enough not to bias
       the step in float32), keeping the least squares well posed when the history becomes
@@ -77,29 +84,48 @@ class Anderson(AbstractFixedPointSolver):
             "oscillating": " Try cj.Picard(0.5) (damped) or cj.Newton().",
         }.get(outcome, "")
 
+    def _memory(self, x: Vector) -> int:
+        """The history used: at most the state's size (beyond it the differences are
+        dependent; a scalar state gets the secant method)."""
+        return min(self.history, x.shape[0])
+
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> _AndersonState:
-        zeros = jnp.zeros((self.history,) + x.shape, x.dtype)
-        return _AndersonState(zeros, zeros, x, fx - x, jnp.asarray(0))
+        m = self._memory(x)
+        zeros = jnp.zeros((m,) + x.shape, x.dtype)
+        gram = jnp.zeros((m, m), x.dtype)
+        return _AndersonState(zeros, zeros, gram, x, fx - x, jnp.asarray(0))
 
     def step(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: _AndersonState):
+        m = self._memory(x)
         g = fx - x
-        slot = (state.steps - 1) % self.history
         record = state.steps >= 1
-        dx = state.dx.at[slot].set(jnp.where(record, x - state.x, state.dx[slot]))
-        dg = state.dg.at[slot].set(jnp.where(record, g - state.g, state.dg[slot]))
-        gram = dg @ dg.T
+        new_dx = jnp.where(record, x - state.x, 0)
+        new_dg = jnp.where(record, g - state.g, 0)
+        # The ring buffer's slot as a one-hot mask, not an index: under vmap each lane has its
+        # own step count, and a scatter at batched indices costs far more than a select.
+        slot = jnp.arange(m) == (state.steps - 1) % m
+        dx = jnp.where(slot[:, None], new_dx, state.dx)
+        dg = jnp.where(slot[:, None], new_dg, state.dg)
+        # O(m n): only the replaced difference's row and column of the Gram matrix change.
+        column = dg @ new_dg
+        gram = jnp.where(slot[:, None], column[None, :], state.gram)
+        gram = jnp.where(slot[None, :], column[:, None], gram)
         diagonal = jnp.diagonal(gram)
         # A column is used once recorded; one whose residual did not change carries no
         # information (and would make the system singular), so it is left out.
-        used = (jnp.arange(self.history) < jnp.minimum(state.steps, self.history)) & (diagonal > 0)
-        both = used[:, None] & used[None, :]
+        used = (jnp.arange(m) < jnp.minimum(state.steps, m)) & (diagonal > 0)
         mean = jnp.sum(jnp.where(used, diagonal, 0)) / jnp.maximum(jnp.sum(used), 1).astype(x.dtype)
         lam = self.regularisation * mean
-        system = jnp.where(both, gram, 0) + jnp.diag(jnp.where(used, lam, 1))
-        gamma = jnp.linalg.solve(system, jnp.where(used, dg @ g, 0))
+        rhs = jnp.where(used, dg @ g, 0)
+        if m == 1:
+            gamma = rhs / jnp.where(used, diagonal + lam, 1)
+        else:
+            both = used[:, None] & used[None, :]
+            system = jnp.where(both, gram, 0) + jnp.diag(jnp.where(used, lam, 1))
+            gamma = jnp.linalg.solve(system, rhs)
         beta = self.damping
         x_new = x + beta * g - (dx + beta * dg).T @ gamma
         # A history too dependent for the regularisation gives a non-finite step: take the
         # plain (damped Picard) step instead, which the loop's own checks then judge.
         x_new = jnp.where(jnp.isfinite(x_new).all(), x_new, x + beta * g)
-        return x_new, _AndersonState(dx, dg, x, g, state.steps + 1)
+        return x_new, _AndersonState(dx, dg, gram, x, g, state.steps + 1)

@@ -92,11 +92,12 @@ class FixedPoint(eqx.Module):
     float16 states are solved in float32 and returned in their own dtype.
 
     **Derivatives** (`adjoint`): `Implicit()` (default, exact) solves
-    $(I - \partial_x f)\,\dot x^\star = \partial_\theta f\,\dot\theta$ matrix-free (GMRES by
-    default), relative to the right-hand side, so gradients of losses of any scale are
-    equally accurate; forward mode, reverse mode and Hessians all work and no $n \times n$
-    matrix is ever formed. `JacobianFree()` and `Phantom(terms)` are opt-in *approximations*
-    for training deep-equilibrium models. The derivative with respect to $x_0$ is zero.
+    $(I - \partial_x f)\,\dot x^\star = \partial_\theta f\,\dot\theta$ (a dense LU for states of
+    up to 256 elements, matrix-free GMRES beyond), relative to the right-hand side, so
+    gradients of losses of any scale are equally accurate; forward mode, reverse mode and
+    Hessians all work, and past 256 elements no $n \times n$ matrix is ever formed.
+    `JacobianFree()` and `Phantom(terms)` are opt-in *approximations* for training
+    deep-equilibrium models. The derivative with respect to $x_0$ is zero.
 
     **Never silently wrong.** A solve that runs out of steps, diverges or oscillates, and a
     derivative at a non-isolated fixed point (singular $I - \partial_x f$, whatever the
