@@ -317,3 +317,67 @@ class DEQCompile(Suite):
 
     time_compile_train_step.number = 1
     time_compile_train_step.repeat = (1, 2, 10.0)
+
+
+# --- issue 28: the dough at batch scale ------------------------------------------------------
+
+DOUGH_METHODS = ["course", "defaults", "Picard", "Anderson(history=20)"]
+
+
+def dough_batch(method: str, transform: str, n: int, backend: str):
+    """(function, arguments): the course's dough maturity b / (1 - a) for `n` cakes under
+    `jax.vmap` (retention a in [0.3, 0.8], boost 10, float32), its value or its gradient in
+    (a, b), by the course's `while_loop` and `custom_vjp` or by `cj.FixedPoint` with the
+    defaults, Picard, or Anderson with a fixed history of 20."""
+    from . import course_baseline as course
+
+    if method == "course":
+        def one(p):
+            return course.find_final_dough_maturity((p[0], p[1]), jnp.zeros((), p.dtype))
+    else:
+        options = {"defaults": {}, "Picard": {"solver": cj.Picard()},
+                   "Anderson(history=20)": {"solver": cj.Anderson(history=20)}}[method]
+
+        def one(p):
+            return cj.FixedPoint(cj.DoughMaturity(p[0], p[1]), **options)(
+                jnp.zeros((), p.dtype))
+
+    key = jax.random.key(0)
+    p = jnp.stack([jax.random.uniform(key, (n,), minval=0.3, maxval=0.8),
+                   jnp.full((n,), 10.0)], axis=1)
+    fn = jax.vmap(jax.grad(one) if transform == "grad" else one)
+    return fn, (put(backend, p),)
+
+
+class DoughBatch(Suite):
+    """Issue 28's workload: 10³ and 10⁶ dough maturities under `vmap`, value and gradient,
+    cakejax (defaults, Picard, Anderson with history 20 on a scalar) against the course's
+    hand-written `while_loop` and `custom_vjp` (steady state, compile excluded)."""
+
+    params = (DOUGH_METHODS, ["value", "grad"], [1000, 1000000], list(BACKENDS))
+    param_names = ("method", "transform", "n", "backend")
+
+    def setup(self, method, transform, n, backend):
+        fn, self.args = dough_batch(method, transform, n, backend)
+        self.jitted = compiled(("dough batch", method, transform, n, backend),
+                               lambda: warm(fn, *self.args))
+
+    def time_steady_state(self, method, transform, n, backend):
+        run(self.jitted, *self.args)
+
+
+class DoughBatchCompile(Suite):
+    """The first call's cost at N = 10³: trace + lower + compile, the defaults against the
+    course's (issue 28's target: at most 2x)."""
+
+    params = (["course", "defaults"], ["value", "grad"], [1000], list(BACKENDS))
+    param_names = ("method", "transform", "n", "backend")
+
+    def setup(self, method, transform, n, backend):
+        self.fn, self.args = dough_batch(method, transform, n, backend)
+
+    def time_compile(self, method, transform, n, backend):
+        compile_fresh(self.fn, *self.args)
+
+    time_compile.number = 1
+    time_compile.repeat = (1, 3, 5.0)

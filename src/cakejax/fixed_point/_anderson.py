@@ -15,10 +15,10 @@ from ._solver import AbstractFixedPointSolver, Vector
 class _AndersonState(NamedTuple):
     dx: Float[Array, "m n"]  # differences of the last m iterates, a ring buffer
     dg: Float[Array, "m n"]  # differences of their residuals g = f(x) - x
-    gram: Float[Array, "m m"]  # dg dg^T, updated a row and a column a step
+    gram: Float[Array, "m m"] | None  # dg dg^T, updated a row and a column a step (m > 1)
     x: Vector
     g: Vector
-    steps: Int[Array, ""]  # steps taken so far (not `count`: a tuple method)
+    steps: Int[Array, ""] | None  # steps taken so far, for the ring buffer's slot (m > 1)
 
 
 class Anderson(AbstractFixedPointSolver):
@@ -92,32 +92,39 @@ class Anderson(AbstractFixedPointSolver):
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> _AndersonState:
         m = self._memory(x)
         zeros = jnp.zeros((m,) + x.shape, x.dtype)
+        if m == 1:  # the secant method: one difference, no Gram matrix, no slot to count
+            return _AndersonState(zeros, zeros, None, x, fx - x, None)
         gram = jnp.zeros((m, m), x.dtype)
         return _AndersonState(zeros, zeros, gram, x, fx - x, jnp.asarray(0))
 
     def step(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: _AndersonState):
         m = self._memory(x)
         g = fx - x
-        record = state.steps >= 1
-        new_dx = jnp.where(record, x - state.x, 0)
-        new_dg = jnp.where(record, g - state.g, 0)
-        # The ring buffer's slot as a one-hot mask, not an index: under vmap each lane has its
-        # own step count, and a scatter at batched indices costs far more than a select.
-        slot = jnp.arange(m) == (state.steps - 1) % m
-        dx = jnp.where(slot[:, None], new_dx, state.dx)
-        dg = jnp.where(slot[:, None], new_dg, state.dg)
-        # O(m n): only the replaced difference's row and column of the Gram matrix change.
-        column = dg @ new_dg
-        gram = jnp.where(slot[:, None], column[None, :], state.gram)
-        gram = jnp.where(slot[None, :], column[:, None], gram)
-        diagonal = jnp.diagonal(gram)
-        # A column is used once recorded; one whose residual did not change carries no
-        # information (and would make the system singular), so it is left out.
-        used = (jnp.arange(m) < jnp.minimum(state.steps, m)) & (diagonal > 0)
+        # The first step is taken from the state `init` saw, so its differences are zero:
+        # slots never written hold zeros, and a zero difference is never used (below).
+        new_dx, new_dg = x - state.x, g - state.g
+        if state.gram is None or state.steps is None:
+            dx, dg, gram, steps = new_dx[None], new_dg[None], None, None
+            diagonal = dg @ new_dg
+        else:
+            # The ring buffer's slot as a one-hot mask, not an index: under vmap each lane has
+            # its own step count, and a scatter at batched indices costs more than a select.
+            slot = jnp.arange(m) == (state.steps - 1) % m
+            dx = jnp.where(slot[:, None], new_dx, state.dx)
+            dg = jnp.where(slot[:, None], new_dg, state.dg)
+            # O(m n): only the replaced difference's row and column of the Gram matrix change.
+            column = dg @ new_dg
+            gram = jnp.where(slot[:, None], column[None, :], state.gram)
+            gram = jnp.where(slot[None, :], column[:, None], gram)
+            diagonal = jnp.diagonal(gram)
+            steps = state.steps + 1
+        # A difference whose residual did not change (or was never written) carries no
+        # information and would make the system singular: it is left out.
+        used = diagonal > 0
         mean = jnp.sum(jnp.where(used, diagonal, 0)) / jnp.maximum(jnp.sum(used), 1).astype(x.dtype)
         lam = self.regularisation * mean
         rhs = jnp.where(used, dg @ g, 0)
-        if m == 1:
+        if gram is None:
             gamma = rhs / jnp.where(used, diagonal + lam, 1)
         else:
             both = used[:, None] & used[None, :]
@@ -128,4 +135,4 @@ class Anderson(AbstractFixedPointSolver):
         # A history too dependent for the regularisation gives a non-finite step: take the
         # plain (damped Picard) step instead, which the loop's own checks then judge.
         x_new = jnp.where(jnp.isfinite(x_new).all(), x_new, x + beta * g)
-        return x_new, _AndersonState(dx, dg, gram, x, g, state.steps + 1)
+        return x_new, _AndersonState(dx, dg, gram, x, g, steps)
