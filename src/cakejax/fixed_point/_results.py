@@ -52,7 +52,8 @@ class FixedPointResult(eqx.Enumeration):
 #: Appended to every failure raised by the forward solve.
 VMAP_HINT = (
     " (Under jax.vmap this is raised if any example fails, with one failed example's message; "
-    "with throw=False, solution.converged says which did.)"
+    "the line printed above it says how many failed and which; with throw=False, "
+    "solution.converged says which did.)"
 )
 
 

@@ -10,6 +10,7 @@ from jaxtyping import Array, Int
 
 from ._adjoint import AbstractAdjoint, nan_unless
 from ._loop import floor_tolerance, iterate
+from ._report import failed_examples
 from ._results import converged, FixedPointResult, messages
 from ._solver import AbstractFixedPointSolver
 
@@ -74,9 +75,8 @@ def fixed_point(fn, x0, *, config: Config):
     x = forward.value.astype(dtype)
     code = result_code(forward.result)
     if config.throw:
-        x = eqx.branched_error_if(
-            x, ~converged(forward.result), code, messages(config.solver.advice)
-        )
+        failed = failed_examples(~converged(forward.result))
+        x = eqx.branched_error_if(x, failed, code, messages(config.solver.advice))
     return unravel(x), forward.residual.astype(dtype), forward.steps, code
 
 
