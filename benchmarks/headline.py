@@ -135,6 +135,33 @@ def _fixed_point_rows():
             ("<=", 1.0),
         )
     )
+    for n, label in ((1000, "10³"), (1000000, "10⁶")):
+        for transform in ("value", "grad"):
+            rows.append(
+                _ratio(
+                    f"Dough maturity under vmap, N = {label}, {transform}: cakejax defaults "
+                    "/ course",
+                    "bench_fixed_point.DoughBatch.time_steady_state",
+                    {"method": "defaults"},
+                    {"method": "course"},
+                    ("<=", 1.5),
+                    transform=transform,
+                    n=n,
+                )
+            )
+    for transform in ("value", "grad"):
+        rows.append(
+            _ratio(
+                f"Dough maturity under vmap, N = 10³, {transform}, first compile: cakejax "
+                "defaults / course",
+                "bench_fixed_point.DoughBatchCompile.time_compile",
+                {"method": "defaults"},
+                {"method": "course"},
+                ("<=", 2.0),
+                transform=transform,
+                n=1000,
+            )
+        )
     rows.append(
         _ratio(
             "DEQ on digits, test accuracy after 200 steps: cakejax / optimistix",
