@@ -41,9 +41,7 @@ class Anderson(AbstractFixedPointSolver):
       the state's size $n$ (more differences than $n$ are linearly dependent): a scalar
       state gets the secant method, exact in two steps on an affine map such as the course's
       dough. The Gram matrix $\Delta G^\top \Delta G$ is kept and one row and column updated
-      a step ($O(m\,n)$, not $O(m^2 n)$), the ring buffer's slot is a one-hot mask (under
-      `vmap` every lane has its own step count, and a scatter at batched indices costs more
-      than a select).
+      a step ($O(m\,n)$, not $O(m^2 n)$).
     - `damping`: $\beta \in (0, 1]$ (default 1).
     - `regularisation`: the relative Tikhonov weight (default `1e-8`: small enough not to bias
       the step in float32), keeping the least squares well posed when the history becomes
@@ -107,15 +105,15 @@ class Anderson(AbstractFixedPointSolver):
             dx, dg, gram, steps = new_dx[None], new_dg[None], None, None
             diagonal = dg @ new_dg
         else:
-            # The ring buffer's slot as a one-hot mask, not an index: under vmap each lane has
-            # its own step count, and a scatter at batched indices costs more than a select.
-            slot = jnp.arange(m) == (state.steps - 1) % m
-            dx = jnp.where(slot[:, None], new_dx, state.dx)
-            dg = jnp.where(slot[:, None], new_dg, state.dg)
+            # The ring buffer's slot written in place (a one-hot select instead, tried for
+            # vmap's per-lane slots, measured 7-13 % slower on one n = 1000 solve and no
+            # faster on the vmapped DEQ step).
+            slot = (state.steps - 1) % m
+            dx = state.dx.at[slot].set(new_dx)
+            dg = state.dg.at[slot].set(new_dg)
             # O(m n): only the replaced difference's row and column of the Gram matrix change.
             column = dg @ new_dg
-            gram = jnp.where(slot[:, None], column[None, :], state.gram)
-            gram = jnp.where(slot[None, :], column[:, None], gram)
+            gram = state.gram.at[slot, :].set(column).at[:, slot].set(column)
             diagonal = jnp.diagonal(gram)
             steps = state.steps + 1
         # A difference whose residual did not change (or was never written) carries no
