@@ -126,7 +126,6 @@ class _Carry(NamedTuple):
     rounded: Bool[Array, ""]  # whether the residual is at its rounding (two ulps of the scale)
     best_x: Vector
     best_residual: Float[Array, ""]
-    best_scale: Float[Array, ""]
     record: Float[Array, ""]  # the residual last counted as progress
     peak: Float[Array, ""]  # the largest residual since the record
     since_record: Int[Array, ""]
@@ -199,7 +198,6 @@ def iterate(
 
         better = residual < c.best_residual
         best_residual = jnp.where(better, residual, c.best_residual)
-        best_scale = jnp.where(better, scale, c.best_scale)
         # Progress is a residual below the record by a quarter of what a linear iteration
         # at this rate gains in a step: records beaten by ever smaller margins (a map with
         # no fixed point, whose residual approaches its infimum) are no progress.
@@ -218,6 +216,9 @@ def iterate(
         at_rounding = rounded & c.rounded
         # Or a stall (at rho = 0.999, only after thousands of steps without progress), as
         # when rounding locks the iterates in a cycle of their own.
+        best_x = jnp.where(better, x, c.best_x)
+        # The best iterate's scale, max(|x|, |f(x)|), is at most |x| + its residual.
+        best_scale = jnp.max(jnp.abs(best_x), initial=0) + best_residual
         stuck = (noisy | stall) & (best_residual <= floor * best_scale)
         # A two-cycle has a slope of exactly -1 along its steps, to the slope's rounding
         # (about eps * s / |dx|: steps near the rounding level, with noise for a slope, are
@@ -225,7 +226,7 @@ def iterate(
         exact = jnp.abs(1 + step_slope) * step <= RESOLVE * eps * scale
         cycle = stall & exact & (step >= CYCLE_STEP * eps * scale)
 
-        verdict = jnp.asarray(RUNNING)
+        verdict = jnp.asarray(RUNNING, jnp.int8)
         verdict = jnp.where(cycle, CYCLING, verdict)
         verdict = jnp.where(stuck, FLOOR, verdict)
         verdict = jnp.where(at_rounding, jnp.where(met, CONVERGED, ROUNDED), verdict)
@@ -240,9 +241,8 @@ def iterate(
             slope=slope,
             measured=measured,
             rounded=rounded,
-            best_x=jnp.where(better, x, c.best_x),
+            best_x=best_x,
             best_residual=best_residual,
-            best_scale=best_scale,
             record=record,
             peak=peak,
             since_record=since_record,
@@ -270,11 +270,10 @@ def iterate(
         rounded=jnp.asarray(False),
         best_x=x0,
         best_residual=inf,
-        best_scale=zero,
         record=inf,
         peak=inf,
         since_record=jnp.asarray(-1),
-        verdict=jnp.asarray(RUNNING),
+        verdict=jnp.asarray(RUNNING, jnp.int8),
         state=solver.init(f, x0, fx0),
     )
     c = jax.lax.while_loop(cond, body, judge(x0, fx0, x0, fx0, init, first=True))
