@@ -19,16 +19,17 @@ at $x^\star = 0$ has no relative accuracy: give `atol` there.
 **NaN-safe by construction.** Every norm is $\infty$ unless all its elements are finite
 (`isfinite(...).all()`): on CPU, `jnp.max` over 4096 or more elements ignores NaN.
 
-**Stalls are judged against the expected progress.** A step makes progress when its residual
-is below the last one that did by a quarter of what a linear iteration at the measured gap gains
-in a step ($r \le r_\text{record}(1 - \gamma/4)$), so that records beaten by ever smaller
-margins (a map with no fixed point, its residual approaching a positive infimum) are no
-progress. No progress for `PATIENCE` steps is only a stall if a linear iteration at the gap
-would have shrunk the residual by $e^{-\text{STALL}}$ in that time ($\text{steps} \cdot \gamma \ge
-\text{STALL}$): at $\rho = 0.999$ the residual shrinks by 0.1 % a step, less than its own
+**Stalls are judged against the expected progress.** With the rate $q = 1 - |\mu|$ (1 where
+the slope does not contract), a step makes progress when its residual is below the last one
+that did by a quarter of what a linear iteration at that rate gains in a step
+($r \le r_\text{record}(1 - q/4)$), so that records beaten by ever smaller margins (a map with
+no fixed point, its residual approaching a positive infimum) are no progress. No progress for
+`PATIENCE` steps is only a stall if a linear iteration at that rate would have shrunk the
+residual by $e^{-\text{STALL}}$ in that time ($\text{steps} \cdot q \ge \text{STALL}$):
+at $\rho = 0.999$ the residual shrinks by 0.1 % a step, less than its own
 rounding, and a fixed patience read that as a stall (float32 dough at $a = 0.999$ ended at 9905,
-not 10000, as the floor). Near the floor the secant slope is rounding noise, $\gamma$ is of
-order one and a real stall is seen after `PATIENCE` steps.
+not 10000, as the floor). Near the floor the secant slope is rounding noise, $q$ is of order
+one and a real stall is seen after `PATIENCE` steps.
 
 **Outcomes.** A stall with the smallest residual at most $\varepsilon_f s$
 ($\varepsilon_f$ = `floor_tolerance`) ends `floating_point_floor` (converged as far as the dtype
