@@ -189,6 +189,11 @@ def test_half_precision(dtype, solver, adjoint):
     grad = jax.grad(lambda a: solve(a).astype(jnp.float32))(a)
     assert grad.dtype == dtype
     assert abs(float(grad) - 4.0) <= 8 * eps * 4.0 / 0.5
+    # The reverse-mode system as `solve` reports it runs in float32 too (no LAPACK in half).
+    fp = cj.FixedPoint(lambda x: a * x + 1, solver=SOLVERS[solver], adjoint=adjoint)
+    solution = fp.solve(jnp.zeros((), dtype), cotangent=jnp.ones((), dtype))
+    assert bool(solution.converged)
+    assert float(solution.backward_residual) <= 8 * eps
 
 
 def test_dense_refuses_a_whole_batch_as_the_state():

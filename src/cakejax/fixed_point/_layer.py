@@ -16,7 +16,7 @@ from .._typing import describe_tree, static_float
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
 from ._results import converged, FixedPointResult
-from ._rule import Config, fixed_point, result_from_code
+from ._rule import Config, fixed_point, in_working, result_from_code, working, working_rtol
 from ._solver import AbstractFixedPointSolver
 
 
@@ -69,9 +69,15 @@ def _compiled_backward(fn, value, cotangent, config: Config):
     """The reverse-mode system at x*, as `config.adjoint` solves it in `jax.grad`."""
     flat_x, unravel = ravel_pytree(value)
     flat_c, _ = ravel_pytree(cotangent)
+    dtype = flat_x.dtype
     _, vjp = jax.vjp(lambda x: ravel_pytree(fn(unravel(x)))[0], flat_x)
+    # In the working precision, as the forward solve and the derivative rule (half-precision
+    # states have no LAPACK).
     backward = config.adjoint.transpose(
-        lambda u: vjp(u)[0], flat_c, rtol=config.rtol, max_steps=config.max_steps
+        in_working(lambda u: vjp(u)[0], dtype),
+        flat_c.astype(working(dtype)),
+        rtol=working_rtol(config.rtol, dtype),
+        max_steps=config.max_steps,
     )
     return backward.steps, backward.residual, backward.ok
 

@@ -58,6 +58,12 @@ def in_working(g, dtype):
     return lambda v: g(v.astype(dtype)).astype(work)
 
 
+def working_rtol(rtol: float, dtype) -> float:
+    """A half-precision map's products carry its rounding: no linear solve is more accurate
+    than the dtype's floor."""
+    return max(rtol, floor_tolerance(dtype)) if working(dtype) != jnp.dtype(dtype) else rtol
+
+
 @eqx.filter_custom_jvp
 def fixed_point(fn, x0, *, config: Config):
     """The forward solve. Returns (x*, residual, steps, result code)."""
@@ -97,9 +103,10 @@ def _fixed_point_jvp(primals, tangents, *, config: Config):
     _, rhs = eqx.filter_jvp(lambda f: flat_map(f, unravel)(flat_x), (fn,), (fn_dot,))
     _, jvp = jax.linearize(flat_map(fn, unravel), flat_x)
     jvp = in_working(jvp, dtype)
-    # A half-precision map's products carry its rounding: no solve is more accurate.
-    rtol = max(config.rtol, floor_tolerance(dtype)) if work != dtype else config.rtol
-    options: dict[str, Any] = {"rtol": rtol, "max_steps": config.max_steps}
+    options: dict[str, Any] = {
+        "rtol": working_rtol(config.rtol, dtype),
+        "max_steps": config.max_steps,
+    }
     # With the primal computation (the forward pass of reverse mode), independent of the
     # right-hand side: does the derivative exist here at all?
     certified, prepared = config.adjoint.prepare(jvp, flat_x.astype(work), **options)
