@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, Int
 
 from .._typing import static_float
 from ._solver import AbstractFixedPointSolver, Vector
+from ._spd import solve_spd, UNROLLED
 
 
 class _AndersonState(NamedTuple):
@@ -129,7 +130,10 @@ class Anderson(AbstractFixedPointSolver):
             lam = self.regularisation * jnp.sum(jnp.where(used, diagonal, 0)) / count
             both = used[:, None] & used[None, :]
             system = jnp.where(both, gram, 0) + jnp.diag(jnp.where(used, lam, 1))
-            gamma = jnp.linalg.solve(system, jnp.where(used, dg @ g, 0))
+            rhs = jnp.where(used, dg @ g, 0)
+            # Up to UNROLLED differences, an unrolled elimination: under vmap LAPACK is called
+            # once per lane (200 000 vmapped solves of 4 states: 690 -> 254 ms).
+            gamma = solve_spd(system, rhs) if m <= UNROLLED else jnp.linalg.solve(system, rhs)
             correction = (dx + beta * dg).T @ gamma
             new_state = _AndersonState(dx, dg, gram, x, g, state.steps + 1)
         x_new = x + beta * g - correction
