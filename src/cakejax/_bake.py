@@ -34,12 +34,19 @@ the gradient with the components held at a bound zeroed.
 **Derivatives of the optimum** with respect to the score's parameters $\theta$ (its inexact
 array leaves) come from the optimality conditions, with the active set held fixed: the free
 components satisfy $\nabla_F f(x^\star, \theta) = 0$, so
-$H_{FF}\,\dot x_F = -\partial_\theta \nabla_F f\,\dot\theta$ and $\dot x_A = 0$. The system is
-solved matrix-free by lineax's GMRES on Hessian-vector products (`eqx.filter_custom_jvp`;
-reverse mode transposes the linear solve), which needs $H_{FF}$ nonsingular: a strict local
-maximum. The score's own derivative there is $\partial_\theta s$ (the envelope theorem).
+$H_{FF}\,\dot x_F = -\partial_\theta \nabla_F f\,\dot\theta$ and $\dot x_A = 0$
+(`eqx.filter_custom_jvp`; reverse mode transposes it). Up to `DENSE` = 256 amounts $H_{FF}$ is
+formed from Hessian-vector products and Cholesky-factorised: exact on coupled problems, and
+the factorisation certifies a strict local maximum (a line or valley of optima, or a
+saddle, has no derivative: an error, or NaN with `throw=False` and the result `singular`).
+Beyond, lineax's GMRES on Hessian-vector products, its breakdown reported, not raised. The
+mixed derivative $\partial_\theta \nabla f$ is formed by forward mode for up to `MIXED` = 256
+parameters and masked before it meets $\dot\theta$, so that reverse mode never multiplies
+an infinite slope at a held bound ($\text{flour}^{0.9}$ at 0) by zero. The score's own
+derivative there is $\partial_\theta s$ (the envelope theorem).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +55,7 @@ import jax
 import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 import lineax as lx
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._autodiff import close_over_tracers
@@ -70,6 +78,12 @@ class RecipeResult(eqx.Enumeration):
     non_finite = (
         "optimise_recipe: the score or its gradient became NaN or infinite at a free "
         "ingredient amount (an infinite slope is allowed only where a bound holds it)."
+    )
+    singular = (
+        "optimise_recipe: the optimum is not a strict local maximum (the score's Hessian on "
+        "the free amounts is singular or not negative definite there: a line or valley of "
+        "optima, or a saddle), so it has no derivative with respect to the score's "
+        "parameters."
     )
 
 
@@ -101,6 +115,7 @@ class RecipeSolution(eqx.Module):
 class _Config(eqx.Module):
     rtol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    throw: bool = eqx.field(static=True, default=True)
     callback: Callable | None = eqx.field(static=True, default=None)
 
 
@@ -271,7 +286,12 @@ def _solve(score, x0, lower, upper, config: _Config):
 
 
 # The failure codes of `_solve` (1 is success).
-_FAILURES = {2: RecipeResult.max_steps_reached, 3: RecipeResult.stalled, 4: RecipeResult.non_finite}
+_FAILURES = {
+    2: RecipeResult.max_steps_reached,
+    3: RecipeResult.stalled,
+    4: RecipeResult.non_finite,
+    5: RecipeResult.singular,
+}
 
 
 def _result(code) -> RecipeResult:
@@ -296,6 +316,80 @@ def _traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
 
 
+#: Up to this many amounts the reduced Hessian is formed (one Hessian-vector product per
+#: amount) and factorised; beyond, GMRES on Hessian-vector products.
+DENSE = 256
+#: Up to this many scalar parameters, the mixed derivative of the gradient with respect to
+#: them is formed by forward mode (one Jacobian-vector product per parameter), so that
+#: reverse mode never meets an infinite slope at a held bound (see `_mixed`).
+MIXED = 256
+#: `_strict_maximum`'s pivots must exceed PIVOT n eps times the reduced Hessian's largest entry.
+PIVOT = 8
+
+
+def _grad_f(score, x):
+    return -jax.grad(score)(x)
+
+
+def _mixed(score, t_score, x, free):
+    r"""$(\partial_\theta \nabla f)\,\dot\theta$ on the free amounts, 0 on the held ones.
+
+    An amount held at a bound where the score's slope is infinite (the course's
+    $\text{flour}^{0.9}$ at 0) has infinite entries in $\partial_\theta \nabla f$. Forward
+    mode drops them with the mask; reverse mode would transpose the product and meet
+    $0 \cdot \infty$ (a NaN column of `jax.jacrev`). So for up to `MIXED` parameters the
+    matrix is formed by forward mode, masked, and only then multiplied by $\dot\theta$: a
+    product with a finite matrix, which transposes cleanly."""
+    # Its differentiable leaves: inexact arrays, and Python floats (a traced float's primal).
+    params, static = eqx.partition(
+        score, lambda v: eqx.is_inexact_array(v) or isinstance(v, float | complex)
+    )
+    flat, unravel = ravel_pytree(params)
+    if flat.size > MIXED or jnp.iscomplexobj(flat):
+        _, b = eqx.filter_jvp(lambda s: _grad_f(s, x), (score,), (t_score,))
+        return jnp.where(free, b, 0)
+    # The tangents in the parameters' places; parameters without one contribute nothing.
+    tangent_params = jax.tree_util.tree_map(
+        lambda p, t: p if p is None else (jnp.zeros_like(p) if t is None else t),
+        params,
+        t_score,
+        is_leaf=lambda v: v is None,
+    )
+    t_flat, _ = ravel_pytree(tangent_params)
+    matrix = jax.jacfwd(lambda theta: _grad_f(eqx.combine(unravel(theta), static), x))(flat)
+    matrix = jnp.where(free[:, None], matrix, 0)
+    return matrix @ t_flat.astype(matrix.dtype)
+
+
+def _strict_maximum(hessian, free):
+    r"""The Cholesky factor of $H_{FF}$ (the Hessian of $f = -s$ on the free amounts; the
+    identity, scaled to it, on the held ones), and whether it certifies a strict local
+    maximum of $s$: every pivot finite and above `PIVOT` $n\,\varepsilon$ times the largest
+    entry of $H_{FF}$, a condition number below about $1/(8 n \varepsilon)$ ($10^6/n$ in
+    float32). A line or valley of maxima, or a saddle, is not certified, and has no
+    derivative."""
+    n = free.shape[0]
+    both = free[:, None] & free[None, :]
+    scale = jnp.max(jnp.where(both, jnp.abs(hessian), 0), initial=0)
+    scale = jnp.where(scale > 0, scale, 1)
+    matrix = jnp.where(both, (hessian + hessian.T) / 2, jnp.eye(n, dtype=hessian.dtype) * scale)
+    factor = jnp.linalg.cholesky(matrix)
+    pivots = jnp.diagonal(factor) ** 2
+    # A singular H_FF's last pivot is rounding: a few epsilons of its largest entry.
+    bound = PIVOT * n * jnp.finfo(hessian.dtype).eps * scale
+    return factor, scale, jnp.isfinite(factor).all() & (jnp.min(pivots) > bound)
+
+
+def _cholesky_solve(factor, matvec, b):
+    del matvec  # the factorisation is the operator's
+    return jax.scipy.linalg.cho_solve((factor, True), b)
+
+
+def _gmres_solve(gmres, matvec, b):
+    operator = lx.FunctionLinearOperator(matvec, jax.eval_shape(lambda: b))
+    return lx.linear_solve(operator, b, gmres, throw=False).value
+
+
 @_optimum.def_jvp
 def _optimum_jvp(primals, tangents):
     score, x0, lower, upper, config = primals
@@ -306,27 +400,57 @@ def _optimum_jvp(primals, tangents):
     if not jax.tree_util.tree_leaves(t_score):
         return out, zeros
 
-    def grad_f(s, y):
-        return -jax.grad(s)(y)
-
-    g = grad_f(score, x)
+    g = _grad_f(score, x)
     free = _free(x, g, lower, upper)
     # ∂_θ ∇f(x*, θ) θ̇, then H_FF ẋ_F = −(that)_F with ẋ_A = 0.
-    _, b = eqx.filter_jvp(lambda s: grad_f(s, x), (score,), (t_score,))
-    rhs = jnp.where(free, -b, 0)
+    rhs = -_mixed(score, t_score, x, free)
 
-    def matvec(v):
-        hv = jax.jvp(lambda y: grad_f(score, y), (x,), (jnp.where(free, v, 0),))[1]
-        return jnp.where(free, hv, v)
+    def hvp(v):
+        return jax.jvp(lambda y: _grad_f(score, y), (x,), (jnp.where(free, v, 0),))[1]
 
-    operator = lx.FunctionLinearOperator(matvec, jax.eval_shape(lambda: rhs))
-    rtol = 64 * float(jnp.finfo(x.dtype).eps)
-    solver = lx.GMRES(rtol=rtol, atol=0.0, restart=min(20, x.size), max_steps=max(16, 4 * x.size))
-    x_dot = lx.linear_solve(operator, rhs, solver).value
+    if x.size <= DENSE:
+        hessian = jax.vmap(hvp, out_axes=1)(jnp.eye(x.size, dtype=x.dtype))
+        factor, scale, certified = _strict_maximum(hessian, free)
+
+        solve = functools.partial(_cholesky_solve, factor)
+    else:
+        scale = jnp.asarray(1, x.dtype)
+        rtol = 64 * float(jnp.finfo(x.dtype).eps)
+        gmres = lx.GMRES(rtol=rtol, atol=0.0, restart=min(20, x.size), max_steps=4 * x.size)
+
+        solve = functools.partial(_gmres_solve, gmres)
+        operator = lx.FunctionLinearOperator(
+            lambda v: jnp.where(free, hvp(v), v), jax.eval_shape(lambda: rhs)
+        )
+        certified = lx.linear_solve(operator, rhs, gmres, throw=False).result == (
+            lx.RESULTS.successful
+        )
+
+    # No derivative where the optimum is not a strict local maximum (not isolated, or not a
+    # maximum at all): an error, or NaN with throw=False (the result says why). The error is
+    # raised from the primal (first, eagerly), and from the solve itself and its transpose, so
+    # that it survives whichever of them the mode uses (under jit, a check on the primal alone
+    # is dropped when only the derivative is kept).
+    code = jnp.where((code == 1) & ~certified, 5, code)
+    if config.throw:
+        x = RecipeResult.singular.error_if(x, ~certified)
+
+    def checked(matvec, b):
+        t = solve(matvec, b)
+        if config.throw:
+            t = RecipeResult.singular.error_if(t, ~certified)
+        return t * jnp.where(certified, 1, jnp.nan).astype(t.dtype)
+
+    # The system H_FF ẋ_F = rhs_F, with the held amounts' rows the identity (times the
+    # factorisation's scale): symmetric, so its own transpose.
+    x_dot = jax.lax.custom_linear_solve(
+        lambda v: jnp.where(free, hvp(v), scale * v), rhs, checked, checked, symmetric=True
+    )
+    x_dot = jnp.where(free, x_dot, 0)
     # The score's tangent at the optimum: ∂_θ s · θ̇ (the ∇_x s · ẋ term vanishes on the free
     # set and ẋ is zero on the active set).
     _, score_dot = eqx.filter_jvp(lambda s: s(x), (score,), (t_score,))
-    return out, (x_dot, -score_dot, jnp.zeros_like(pg), None, None, None)
+    return (x, fx, pg, steps, hvps, code), (x_dot, -score_dot, jnp.zeros_like(pg), None, None, None)
 
 
 def _bounds(name, value, x0):
@@ -415,7 +539,7 @@ def optimise_recipe(
     score = close_over_tracers(score, x0)
     optimum = _optimum if _traced(score, x0, lower, upper) else _compiled_optimum
     x, fx, pg, steps, hvps, code = optimum(
-        score, x0, lower, upper, _Config(float(rtol), max_steps, callback)
+        score, x0, lower, upper, _Config(float(rtol), max_steps, throw, callback)
     )
     result = _result(code)
     if throw:
