@@ -77,7 +77,8 @@ class RecipeResult(eqx.Enumeration):
     )
     non_finite = (
         "optimise_recipe: the score or its gradient became NaN or infinite at a free "
-        "ingredient amount (an infinite slope is allowed only where a bound holds it)."
+        "ingredient amount (from the start if a parameter of the score is NaN; an infinite "
+        "slope is allowed only where a bound holds it)."
     )
     singular = (
         "optimise_recipe: the optimum is not a strict local maximum (the score's Hessian on "
@@ -124,32 +125,49 @@ def _free(x, g, lower, upper):
 
 
 class _Box(eqx.Module):
-    r"""The bounds as a reparametrisation: $x = l + y^2$ (no upper bound) or
-    $x = l + (u - l)\sin^2 y$, so that every $y$ is feasible and the search is unconstrained.
-    At a bound ($y = 0$) $\partial f/\partial y = 0$ and the curvature along $y$ is
-    $2\,\partial f/\partial x$ (times $(u - l)$): positive where the bound holds the
-    optimum, negative where the score wants to leave it, which the trust region's
-    negative-curvature steps then do. Powers such as $x^{1.2}$ or $x^{0.9}$, whose second
-    derivatives are infinite at 0, become $|y|^{2.4}$ and $|y|^{1.8}$."""
+    r"""The bounds as a reparametrisation, so that every $y$ is feasible and the search is
+    unconstrained: $x = l + (u - l)\sin^2 y$ between two bounds, $x = l + y^2$ above a lower
+    one, $x = u - y^2$ below an upper one, $x = y$ without any. At a bound ($y = 0$)
+    $\partial f/\partial y = 0$ and the curvature along $y$ is $\pm 2\,\partial f/\partial x$
+    (times $(u - l)$): positive where the bound holds the optimum, negative where the score
+    wants to leave it, which the trust region's negative-curvature steps then do. Powers such
+    as $x^{1.2}$ or $x^{0.9}$, whose second derivatives are infinite at 0, become
+    $|y|^{2.4}$ and $|y|^{1.8}$."""
 
     lower: Array
     upper: Array
 
+    def _sides(self):
+        below, above = jnp.isfinite(self.lower), jnp.isfinite(self.upper)
+        # Infinite bounds replaced where they are not used, so no inf - inf is formed.
+        lower, upper = jnp.where(below, self.lower, 0), jnp.where(above, self.upper, 0)
+        width = jnp.where(below & above, upper - lower, 1)
+        return below, above, lower, upper, width
+
+    def bounded(self):
+        """Whether each amount has a bound (and so a y = 0 on it)."""
+        return jnp.isfinite(self.lower) | jnp.isfinite(self.upper)
+
     def x(self, y):
-        width = self.upper - self.lower
-        bounded = jnp.isfinite(width)
+        below, above, lower, upper, width = self._sides()
         return jnp.where(
-            bounded, self.lower + jnp.where(bounded, width, 0) * jnp.sin(y) ** 2, self.lower + y**2
+            below & above,
+            # l + (u - l) can round to above u: clipped, never outside the bounds.
+            jnp.minimum(lower + width * jnp.sin(y) ** 2, upper),
+            jnp.where(below, lower + y**2, jnp.where(above, upper - y**2, y)),
         )
 
     def y(self, x):
-        width = self.upper - self.lower
-        bounded = jnp.isfinite(width)
-        fraction = (x - self.lower) / jnp.where(bounded & (width > 0), width, 1)
+        below, above, lower, upper, width = self._sides()
+        x_safe = jnp.where(below | above, x, 0)
         return jnp.where(
-            bounded,
-            jnp.arcsin(jnp.sqrt(jnp.clip(fraction, 0, 1))),
-            jnp.sqrt(jnp.maximum(x - self.lower, 0)),
+            below & above,
+            jnp.arcsin(jnp.sqrt(jnp.clip((x_safe - lower) / width, 0, 1))),
+            jnp.where(
+                below,
+                jnp.sqrt(jnp.maximum(x_safe - lower, 0)),
+                jnp.where(above, jnp.sqrt(jnp.maximum(upper - x_safe, 0)), x),
+            ),
         )
 
 
@@ -182,7 +200,7 @@ def _solve(score, x0, lower, upper, config: _Config):
     # A start exactly on a bound is moved off it by a rounding-level amount, so that a
     # bound the score wants to leave is not a stationary point of the search.
     y0 = box.y(x0)
-    y0 = jnp.where(y0 == 0, jnp.sqrt(eps) * jnp.sqrt(x_scale), y0)
+    y0 = jnp.where((y0 == 0) & box.bounded(), jnp.sqrt(eps) * jnp.sqrt(x_scale), y0)
 
     def kkt(y):
         """The KKT residual at y, and the gradient in x there."""
@@ -204,6 +222,9 @@ def _solve(score, x0, lower, upper, config: _Config):
         x = box.x(y)
         return ((x <= lower) | (x >= upper)) & ~_free(x, gx, lower, upper)
 
+    def finite(y, fy, gy, gx):
+        return jnp.isfinite(fy) & jnp.all(jnp.isfinite(jnp.where(held(y, gx), 0, gy)))
+
     def cond(state):
         return state[-1] == 0
 
@@ -221,7 +242,10 @@ def _solve(score, x0, lower, upper, config: _Config):
         hp = jnp.where(frozen, 0, hvp(p))
         curvature = jnp.vdot(p, hp)
         predicted = -(jnp.vdot(gy, p) + 0.5 * jnp.where(jnp.isfinite(curvature), curvature, 0))
-        f_trial, g_trial = value_and_grad(y + p)
+        # A non-finite step (a NaN score parameter makes the gradient NaN) is not tried: the
+        # score is never evaluated at NaN amounts (a model's own domain check would raise
+        # for the whole batch, throw=False or not).
+        f_trial, g_trial = value_and_grad(jnp.where(jnp.isfinite(p).all(), y + p, y))
         ratio = (fy - f_trial) / jnp.where(predicted > 0, predicted, 1)
         # Near the optimum the predicted decrease falls below the rounding of f itself, and
         # the ratio is noise: there a step that does not raise f beyond rounding is taken
@@ -250,8 +274,7 @@ def _solve(score, x0, lower, upper, config: _Config):
             jax.debug.callback(config.callback, steps, box.x(y), -fy)
         residual, gx = kkt(y)
         code = jnp.where(residual <= config.rtol, 1, 0)
-        finite = jnp.isfinite(fy) & jnp.all(jnp.isfinite(jnp.where(held(y, gx), 0, gy)))
-        code = jnp.where(~finite, 4, code)
+        code = jnp.where(~finite(y, fy, gy, gx), 4, code)
         code = jnp.where((code == 0) & (radius <= 4 * eps * y_scale), 3, code)
         code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
         return y, fy, gy, gx, radius, steps, hvps + cg_steps + 1, code
@@ -260,6 +283,7 @@ def _solve(score, x0, lower, upper, config: _Config):
     radius0 = 0.1 * jnp.maximum(jnp.max(jnp.abs(y0)), jnp.sqrt(x_scale))
     residual0, gx0 = kkt(y0)
     code0 = jnp.where(residual0 <= config.rtol, 1, 0)
+    code0 = jnp.where(finite(y0, fy0, gy0, gx0), code0, 4)
     start = (y0, fy0, gy0, gx0, radius0, jnp.asarray(0), jnp.asarray(0), code0)
     y, _, _, _, _, steps, hvps, code = jax.lax.while_loop(cond, body, start)
     x = box.x(y)
@@ -272,7 +296,8 @@ def _solve(score, x0, lower, upper, config: _Config):
     projected = jnp.clip(
         jnp.where(jnp.isfinite(g), x - gamma * g, jnp.where(g > 0, -jnp.inf, jnp.inf)), lower, upper
     )
-    near = (projected == lower) | (projected == upper)
+    # (Only finite bounds: a NaN gradient's projection is an infinite one.)
+    near = ((projected == lower) | (projected == upper)) & jnp.isfinite(projected)
     # ... and only those that the bound then holds (the gradient there pushes outward): a
     # tiny interior optimum, as butter's 3e-5, stays where it is.
     stays = ~_free(projected, jax.grad(f_x)(jnp.where(near, projected, x)), lower, upper)
@@ -490,7 +515,8 @@ def optimise_recipe(
       optimum can be differentiated with respect to.
     - `x0`: the starting recipe, within the bounds (checked: nothing is clipped silently).
     - `lower`, `upper`: bounds, numbers or arrays of the recipe's shape (default: amounts
-      $\ge 0$, no upper bound; a pantry is an upper bound).
+      $\ge 0$, no upper bound; a pantry is an upper bound); `None` or $\mp\infty$ for no
+      bound, per amount too (NaN is refused).
     - `rtol`: the first-order (KKT) tolerance, relative (default $10^{-4}$ in float32,
       $10^{-8}$ in float64).
     - `max_steps`: trust-region iterations at most.
@@ -520,6 +546,11 @@ def optimise_recipe(
         rtol = 1e-8 if x0.dtype == jnp.float64 else 1e-4
     if not (0 < rtol < 1):
         raise ValueError(f"optimise_recipe: rtol must be in (0, 1), got {rtol!r}.")
+    x0 = eqx.error_if(
+        x0,
+        jnp.any(jnp.isnan(lower) | jnp.isnan(upper)),
+        "optimise_recipe: a bound is NaN (give -inf or inf, or None, for no bound)",
+    )
     x0 = eqx.error_if(
         x0, jnp.any(lower > upper), "optimise_recipe: a lower bound is above its upper bound"
     )
