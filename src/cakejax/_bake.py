@@ -47,6 +47,7 @@ derivative there is $\partial_\theta s$ (the envelope theorem).
 """
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,7 @@ import jax
 import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int
 
@@ -118,6 +120,8 @@ class _Config(eqx.Module):
     max_steps: int = eqx.field(static=True)
     throw: bool = eqx.field(static=True, default=True)
     callback: Callable | None = eqx.field(static=True, default=None)
+    # Which bounds every amount has, where the arguments say so (see `_Box.sides`).
+    sides: str = eqx.field(static=True, default="mixed")
 
 
 def _free(x, g, lower, upper):
@@ -136,6 +140,11 @@ class _Box(eqx.Module):
 
     lower: Array
     upper: Array
+    #: "lower" where every amount has a lower bound and none an upper one, as the default
+    #: (amounts >= 0) and any bounds given as numbers or NumPy arrays may say; else "mixed".
+    #: "lower" is the one reparametrisation, without the others' branches: they cost
+    #: optimise_recipes 7 % at 10^3 customers.
+    sides: str = eqx.field(static=True, default="mixed")
 
     def _sides(self):
         below, above = jnp.isfinite(self.lower), jnp.isfinite(self.upper)
@@ -149,6 +158,8 @@ class _Box(eqx.Module):
         return jnp.isfinite(self.lower) | jnp.isfinite(self.upper)
 
     def x(self, y):
+        if self.sides == "lower":
+            return self.lower + y**2
         below, above, lower, upper, width = self._sides()
         return jnp.where(
             below & above,
@@ -183,7 +194,7 @@ def _kkt(x, g, lower, upper, x_scale, f_scale):
 def _solve(score, x0, lower, upper, config: _Config):
     """The trust-region loop, in the unconstrained variables of `_Box`. Returns (x, f,
     projected gradient norm, steps, hvps, code)."""
-    box = _Box(lower, upper)
+    box = _Box(lower, upper, config.sides)
 
     def f_x(x):
         return -score(x)
@@ -494,6 +505,16 @@ def _bounds(name, value, x0):
     return jnp.broadcast_to(array.astype(x0.dtype), x0.shape)
 
 
+def _only_lower(lower, upper) -> bool:
+    """Whether the arguments say, before they are traced, that every amount has a finite
+    lower bound and none an upper one (the default: amounts >= 0)."""
+    if upper is not None and not (isinstance(upper, float) and upper == math.inf):
+        return False
+    if isinstance(lower, int | float) and not isinstance(lower, bool):
+        return math.isfinite(lower)
+    return isinstance(lower, np.ndarray) and bool(np.isfinite(lower).all())
+
+
 def optimise_recipe(
     score: Callable[[Float[Array, " n"]], Float[Array, ""]],
     x0: Float[ArrayLike, " n"],
@@ -534,6 +555,7 @@ def optimise_recipe(
             f"optimise_recipe: x0 must be a 1-d array of floats (one amount per "
             f"ingredient), got {x0.dtype}{list(x0.shape)}."
         )
+    sides = "lower" if _only_lower(lower, upper) else "mixed"
     lower, upper = _bounds("lower", lower, x0), _bounds("upper", upper, x0)
     out = jax.eval_shape(score, x0)
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
@@ -570,7 +592,7 @@ def optimise_recipe(
     score = close_over_tracers(score, x0)
     optimum = _optimum if _traced(score, x0, lower, upper) else _compiled_optimum
     x, fx, pg, steps, hvps, code = optimum(
-        score, x0, lower, upper, _Config(float(rtol), max_steps, throw, callback)
+        score, x0, lower, upper, _Config(float(rtol), max_steps, throw, callback, sides)
     )
     result = _result(code)
     if throw:
