@@ -47,6 +47,18 @@ def test_no_bound_by_none_or_minus_infinity():
         )
 
 
+def test_a_fixed_amount_stays_fixed():
+    """lower = upper for an amount (it is not for sale): it stays there, the others move."""
+    best = cj.optimise_recipe(
+        lambda x: -jnp.sum((x - 2.0) ** 2),
+        jnp.asarray([1.0, 1.0]),
+        lower=jnp.asarray([1.0, 0.0]),
+        upper=jnp.asarray([1.0, jnp.inf]),
+    )
+    np.testing.assert_allclose(best.recipe, [1.0, 2.0], atol=1e-3)
+    assert float(best.recipe[0]) == 1.0
+
+
 def test_nan_bounds_are_refused():
     with pytest.raises(eqx.EquinoxRuntimeError, match="a bound is NaN"):
         cj.optimise_recipe(lambda x: -jnp.sum(x**2), jnp.ones(2), lower=jnp.nan)

@@ -150,7 +150,8 @@ class _Box(eqx.Module):
         below, above = jnp.isfinite(self.lower), jnp.isfinite(self.upper)
         # Infinite bounds replaced where they are not used, so no inf - inf is formed.
         lower, upper = jnp.where(below, self.lower, 0), jnp.where(above, self.upper, 0)
-        width = jnp.where(below & above, upper - lower, 1)
+        # (A fixed amount, l = u, gets width 1: x = min(l + sin^2 y, u) = l, no 0/0 in y.)
+        width = jnp.where(below & above & (upper > lower), upper - lower, 1)
         return below, above, lower, upper, width
 
     def bounded(self):
