@@ -293,7 +293,11 @@ def test_backward_statistics_for_a_cotangent():
     solution = fp.solve(jnp.zeros(200), cotangent=jnp.ones(200))
     assert int(solution.backward_steps) >= 1
     assert float(solution.backward_residual) <= 1e-4
-    assert bool(solution.result == cj.FixedPointResult.successful)
+    # Converged (at rho = 0.99 in float32 the forward may end at the floating-point floor,
+    # which counts as converged, depending on the rounding of its last steps), and the
+    # backward solve did not mark the derivative singular.
+    assert bool(solution.converged)
+    assert not bool(solution.result == cj.FixedPointResult.singular)
 
 
 class DEQ(eqx.Module):

@@ -36,6 +36,15 @@ class Anderson(AbstractFixedPointSolver):
     on the units of $x$. On a linear map Anderson is GMRES in disguise; on weak contractions it
     needs a small fraction of Picard's steps, at the cost of $O(m\,n)$ memory and work a step.
 
+    **Plain steps first.** With a history of more than 4 differences, the solve begins with
+    damped Picard steps $x + \beta g$, which carry no history, while each shrinks
+    $\|g\|_\infty$ at least twofold (`SWITCH`); acceleration starts at the first step that
+    does not, with that step's difference as its first history. A strong contraction (a
+    deep-equilibrium layer at initialisation: about 0.2) converges before it: under `vmap`
+    its history, selected lane by lane every step, cost 7x the solve (a 64-unit layer over
+    128 examples: 4.1 -> 0.59 ms forward, Picard's 0.56 ms), while weak contractions
+    (n = 1000, $\rho \ge 0.9$) take the same steps and time as before, within 7 %.
+
     **Arguments:**
 
     - `history`: $m$, the number of past iterates used (default 20: on weak contractions,
@@ -88,6 +97,11 @@ class Anderson(AbstractFixedPointSolver):
         """The history used: at most the state's size (beyond it the differences are
         dependent; a scalar state gets the secant method)."""
         return min(self.history, x.shape[0])
+
+    def plain_damping(self, x: Vector) -> float | None:
+        # Beyond UNROLLED differences a step's history and least squares cost several Picard
+        # steps (under vmap, the history is selected lane by lane every step).
+        return self.damping if self._memory(x) > UNROLLED else None
 
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> _AndersonState:
         m = self._memory(x)

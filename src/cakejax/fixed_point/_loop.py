@@ -47,6 +47,12 @@ must follow the derivative, $g(x + h) - g(x) \approx (\partial f/\partial x - I)
 derivative predicts a change far above rounding and the residual does not follow it, the
 outcome is `rounding`, not converged. One evaluation and one Jacobian-vector product a solve.
 
+**A plain phase** (for solvers that ask for one, `plain_damping`: Anderson with a long
+history) runs damped Picard steps with the same convergence test and no other records while
+each shrinks the residual at least `SWITCH`-fold, then hands the iterate, the one before and
+the slope to the main loop, which starts its records there (the best iterate is the one
+before if the last step was too slow).
+
 The carry holds three state vectors (the iterate, its image, the best iterate) and scalars;
 everything else is computed within a step.
 """
@@ -86,6 +92,9 @@ AMPLIFICATION = 1024.0
 PROBE_RESOLVE = 8.0
 #: A cycle's steps are at least this many epsilons of the scale.
 CYCLE_STEP = 256.0
+#: Solvers with a plain phase (`AbstractFixedPointSolver.plain_damping`) take damped Picard
+#: steps while each shrinks the residual's max norm at least this much.
+SWITCH = 0.5
 #: A stalled residual is noise (the floor) when it has fluctuated by this fraction of its
 #: smallest value since the last progress.
 NOISE = 0.5
@@ -169,9 +178,10 @@ def iterate(
     def stalled(since_record, slope):
         return (since_record >= PATIENCE) & (since_record * _rate(slope) >= STALL)
 
-    def judge(x, fx, x_prev, fx_prev, c: _Carry, first: bool) -> _Carry:
-        """The carry at (x, fx), reached by the last step from (x_prev, fx_prev), with the
-        verdict on it; `c` holds the records before this step."""
+    def measure(x, fx, x_prev, fx_prev, last_slope, last_measured):
+        """The residual, the scale, the step and its secant slope, the slope now in force and
+        whether one is, and whether (x, fx) is converged (with and without the safety
+        factor)."""
         # Finite residual implies finite x and fx (inf - inf is NaN): the other norms are
         # plain maxima.
         residual = norm(fx - x)
@@ -185,8 +195,8 @@ def iterate(
         # at the rounding level, near the floor) the last resolved slope stands.
         sharp = jnp.minimum(jnp.minimum(jnp.abs(1 - step_slope), jnp.abs(1 + step_slope)), 1)
         resolved = (dd > 0) & (step * sharp >= RESOLVE * eps * scale)
-        slope = jnp.where(resolved, step_slope, c.slope)
-        measured = c.measured | resolved
+        slope = jnp.where(resolved, step_slope, last_slope)
+        measured = last_measured | resolved
         # The residual is only known to its rounding, about half an ulp of the scale: the
         # error estimate is at least that over the gap, whatever the computed residual (a
         # residual of exactly zero included).
@@ -196,6 +206,14 @@ def iterate(
         # Without the safety factor: a residual at its rounding that meets this is converged
         # (iterating further cannot make it smaller).
         met = measured & (known <= bound)
+        return residual, scale, step_slope, step, slope, measured, done, met
+
+    def judge(x, fx, x_prev, fx_prev, c: _Carry, first: bool) -> _Carry:
+        """The carry at (x, fx), reached by the last step from (x_prev, fx_prev), with the
+        verdict on it; `c` holds the records before this step."""
+        residual, scale, step_slope, step, slope, measured, done, met = measure(
+            x, fx, x_prev, fx_prev, c.slope, c.measured
+        )
 
         better = residual < c.best_residual
         best_residual = jnp.where(better, residual, c.best_residual)
@@ -277,7 +295,12 @@ def iterate(
         verdict=jnp.asarray(RUNNING, jnp.int8),
         state=solver.init(f, x0, fx0),
     )
-    c = jax.lax.while_loop(cond, body, judge(x0, fx0, x0, fx0, init, first=True))
+    damping = solver.plain_damping(x0)
+    if damping is None:
+        start = judge(x0, fx0, x0, fx0, init, first=True)
+    else:
+        start = _plain_phase(f, x0, fx0, damping, max_steps, measure, judge, init, solver)
+    c = jax.lax.while_loop(cond, body, start)
 
     residual = norm(c.fx - c.x)
     # Out of steps: still making progress, or pushed away (an expanding slope and a residual
@@ -326,6 +349,73 @@ def iterate(
         result,
     )
     return Forward(value, residual, c.k, result)
+
+
+class _Plain(NamedTuple):
+    """The plain phase's carry: the iterate, the one before, the slope, the last two
+    residuals, and whether the phase goes on."""
+
+    k: Int[Array, ""]
+    x: Vector
+    fx: Vector
+    x_prev: Vector
+    fx_prev: Vector
+    slope: Float[Array, ""]
+    measured: Bool[Array, ""]
+    residual: Float[Array, ""]
+    residual_prev: Float[Array, ""]
+    running: Bool[Array, ""]
+
+
+def _plain_phase(f, x0, fx0, damping, max_steps, measure, judge, init: _Carry, solver):
+    r"""Damped Picard steps $x \leftarrow x + \beta\,(f(x) - x)$ while each shrinks the
+    residual's max norm by at least `SWITCH`, with the main loop's convergence test and
+    nothing else; returns the main loop's carry where they stopped (converged, or handed over
+    to `solver` with the last difference as its first history). The carry holds no solver
+    state, so under `vmap` a batch whose lanes all converge here never touches (or copies,
+    step after step) an accelerator's history."""
+
+    def cond(p: _Plain):
+        return (p.k < max_steps) & p.running
+
+    def body(p: _Plain):
+        x = p.fx if damping == 1.0 else p.x + damping * (p.fx - p.x)
+        fx = f(x)
+        residual, _, _, _, slope, measured, done, _ = measure(x, fx, p.x, p.fx, p.slope, p.measured)
+        fast = residual <= SWITCH * p.residual  # False for NaN
+        return _Plain(
+            p.k + 1, x, fx, p.x, p.fx, slope, measured, residual, p.residual, fast & ~done
+        )
+
+    residual0 = norm(fx0 - x0)
+    zero = jnp.zeros((), x0.dtype)
+    p0 = _Plain(
+        jnp.asarray(0),
+        x0,
+        fx0,
+        x0,
+        fx0,
+        zero,
+        jnp.asarray(False),
+        residual0,
+        residual0,
+        jnp.isfinite(residual0),
+    )
+    p = jax.lax.while_loop(cond, body, p0)
+    # The records start at the iterate before the last (whose residual was the smaller one
+    # when the last step was too slow), so the best iterate is never lost.
+    carry = init._replace(
+        k=p.k,
+        slope=p.slope,
+        measured=p.measured,
+        best_x=p.x_prev,
+        best_residual=p.residual_prev,
+        record=p.residual_prev,
+        peak=p.residual_prev,
+        since_record=jnp.asarray(0),
+        state=solver.init(f, p.x_prev, p.fx_prev),
+    )
+    return judge(p.x, p.fx, p.x_prev, p.fx_prev, carry, first=False)
 
 
 def _probe(f: Callable[[Vector], Vector], x: Vector, eps: float):

@@ -29,6 +29,11 @@ class AbstractFixedPointSolver(eqx.Module):
         """A suggestion appended to the message of `outcome`; none by default."""
         return ""
 
+    def plain_damping(self, x: Vector) -> float | None:
+        """If not `None`, the loop first takes damped Picard steps with this damping while
+        they contract fast, and calls `init` only where they stop (see `_loop`)."""
+        return None
+
     @abc.abstractmethod
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> Any:
         """The solver's state at $x_0$."""
