@@ -254,7 +254,8 @@ class LowRankCell(eqx.Module):
 
 @pytest.mark.parametrize("solver", ["Anderson", "Newton"])
 def test_derivatives_are_matrix_free(solver):
-    """Past DENSE_AUTO state elements the default adjoint is GMRES: no n x n matrix."""
+    """Past DENSE_AUTO state elements the default adjoint (the Neumann series, GMRES where it
+    gives up) forms no n x n matrix."""
     n = DENSE_AUTO + 1
     kp, kq, ku = jax.random.split(jax.random.key(1), 3)
     P, Q = jax.random.normal(kp, (n, 3)) / n, jax.random.normal(kq, (n, 3))
@@ -352,3 +353,32 @@ def test_trains_in_the_equinox_optax_loop(adjoint, tmp_path):
     assert loss(model) < 0.5 * first
     restored = serialise_roundtrip(model, tmp_path)
     np.testing.assert_allclose(loss(restored), loss(model), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["grad", "jacfwd"])
+def test_default_adjoint_mixes_the_series_and_its_fallback_per_example(mode):
+    """Under vmap, the default adjoint sums the Neumann series on the examples that contract
+    strongly and falls back to the dense solve on the others (weak, oscillating, repelling):
+    each example's derivative is exact, x* = (I - s W)^-1 u theta."""
+    n = 6
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(3), (n, n)))
+    W = q @ jnp.diag(jnp.linspace(-1.0, 1.0, n)) @ q.T  # symmetric, spectral radius 1
+    u = jax.random.normal(jax.random.key(4), (n,))
+    strengths = jnp.asarray([0.2, 0.5, 0.95, -0.9, 1.5, 0.1])
+
+    def fixed_point(theta, s):
+        cell = eqx.Partial(lambda x, s, theta: s * (W @ x) + u * theta, s=s, theta=theta)
+        return cj.FixedPoint(cell, solver=cj.Newton())(jnp.zeros(n))
+
+    def exact(s):
+        return jnp.linalg.solve(jnp.eye(n) - s * W, u)
+
+    if mode == "grad":
+        ours = jax.vmap(jax.grad(lambda t, s: jnp.sum(fixed_point(t, s) * u)), (None, 0))
+        expected = jax.vmap(lambda s: exact(s) @ u)(strengths)
+    else:
+        ours = jax.vmap(jax.jacfwd(fixed_point), (None, 0))
+        expected = jax.vmap(exact)(strengths)
+    # Accurate relative to each derivative's largest element (the solves' rtol is a norm's).
+    scale = float(jnp.max(jnp.abs(expected)))
+    np.testing.assert_allclose(ours(jnp.asarray(1.0), strengths), expected, atol=1e-5 * scale)
