@@ -166,15 +166,67 @@ class Dough(Suite):
 
 HIDDEN = 64
 TRAIN_STEPS = 200
+#: DEQTrainStep's weights "trained": after this many adam steps, where contraction is weaker.
+TRAINED_STEPS = 300
 BATCH = 128
+
+
+def hand_written_fixed_point(W, u, z0, rtol=1e-6, max_steps=256):
+    """The implicit layer a user would write by hand, the DEQ's baseline: z* = tanh(W z* + u)
+    by Picard iteration in a `while_loop` to `rtol` (relative step), its reverse mode by
+    fixed-point iteration on the vector-Jacobian product to the same tolerance, in a
+    `custom_vjp`; no certificate, no failure checks."""
+
+    def close(new, old):
+        return jnp.max(jnp.abs(new - old)) <= rtol * jnp.max(jnp.abs(new))
+
+    def iterate(step, start):
+        def cond(c):
+            old, new, k = c
+            return ~close(new, old) & (k < max_steps)
+
+        def body(c):
+            _, new, k = c
+            return new, step(new), k + 1
+
+        return jax.lax.while_loop(cond, body, (start, step(start), 0))[1]
+
+    @jax.custom_vjp
+    def solve(W, u):
+        return iterate(lambda z: jnp.tanh(W @ z + u), z0)
+
+    def forward(W, u):
+        z = solve(W, u)
+        return z, (W, u, z)
+
+    def backward(residuals, g):
+        W, u, z = residuals
+        _, vjp_z = jax.vjp(lambda z: jnp.tanh(W @ z + u), z)
+        v = iterate(lambda v: g + vjp_z(v)[0], g)
+        _, vjp_params = jax.vjp(lambda W, u: jnp.tanh(W @ z + u), W, u)
+        return vjp_params(v)
+
+    solve.defvjp(forward, backward)
+    return solve(W, u)
+
+
+#: The DEQ's implementations: cakejax with no solver or adjoint argument, with each documented
+#: setting a DEQ user might reach for, by hand, and optimistix.
+DEQ_SETTINGS = {
+    "cakejax": {},
+    "cakejax dense": {"adjoint": cj.Implicit("dense")},
+    "cakejax Picard+Neumann": {"solver": cj.Picard(), "adjoint": cj.Implicit("neumann")},
+    "cakejax Picard": {"solver": cj.Picard()},
+    "cakejax GMRES": {"adjoint": cj.Implicit("gmres")},
+}
 
 
 class DigitsDEQ(eqx.Module):
     """z* = tanh(Ŵ z* + U x + c), logits = V z* + d with Ŵ = 0.9 W / ‖W‖_F (spectral norm at
     most 0.9, so the map contracts whatever training does to W: unnormalised, adam makes it
     expansive within 100 steps and some examples have no attracting fixed point); the fixed
-    point by cakejax's defaults, by cakejax with the dense adjoint (`Implicit("dense")`, what
-    a 64-unit layer wants), or by optimistix (Picard iteration, default ImplicitAdjoint)."""
+    point by cakejax (`DEQ_SETTINGS`: the defaults or a documented setting), by the
+    hand-written layer, or by optimistix (Picard iteration, default ImplicitAdjoint)."""
 
     W: jax.Array
     U: jax.Array
@@ -187,10 +239,11 @@ class DigitsDEQ(eqx.Module):
         u = self.U @ x + self.c
         W = 0.9 * self.W / jnp.linalg.norm(self.W)
         z0 = jnp.zeros(self.W.shape[0], x.dtype)
-        if self.impl.startswith("cakejax"):
+        if self.impl in DEQ_SETTINGS:
             cell = eqx.Partial(lambda z, W, u: jnp.tanh(W @ z + u), W=W, u=u)
-            adjoint = cj.Implicit("dense") if self.impl == "cakejax dense" else cj.Implicit()
-            z = cj.FixedPoint(cell, adjoint=adjoint)(z0)
+            z = cj.FixedPoint(cell, **DEQ_SETTINGS[self.impl])(z0)
+        elif self.impl == "hand-written":
+            z = hand_written_fixed_point(W, u, z0)
         else:
             z = optx.fixed_point(lambda z, args: jnp.tanh(args[0] @ z + args[1]),
                                  optx.FixedPointIteration(1e-6, 1e-6), z0, args=(W, u),
@@ -212,11 +265,11 @@ def digits():
                                                           jnp.asarray(y[cut:]))
 
 
-def init_deq(impl: str) -> DigitsDEQ:
+def init_deq(impl: str, hidden: int = HIDDEN) -> DigitsDEQ:
     kw, ku, kv = jax.random.split(jax.random.key(0), 3)
-    W = jax.random.normal(kw, (HIDDEN, HIDDEN))
-    return DigitsDEQ(0.5 * W / jnp.linalg.norm(W, 2), jax.random.normal(ku, (HIDDEN, 64)) / 8,
-                     jnp.zeros(HIDDEN), jax.random.normal(kv, (10, HIDDEN)) / 8,
+    W = jax.random.normal(kw, (hidden, hidden))
+    return DigitsDEQ(0.5 * W / jnp.linalg.norm(W, 2), jax.random.normal(ku, (hidden, 64)) / 8,
+                     jnp.zeros(hidden), jax.random.normal(kv, (10, hidden)) / 8,
                      jnp.zeros(10), impl)
 
 
@@ -233,16 +286,16 @@ def train_step_fn(tx):
     return step
 
 
-def train(impl: str):
-    """TRAIN_STEPS adam steps on minibatches; returns the model, the optimiser state and the
+def train(impl: str, hidden: int = HIDDEN, steps: int = TRAIN_STEPS):
+    """`steps` adam steps on minibatches; returns the model, the optimiser state and the
     test data."""
     (x, y), test = digits()
-    model = init_deq(impl)
+    model = init_deq(impl, hidden)
     tx = optax.adam(3e-3)
     opt_state = tx.init(eqx.filter(model, eqx.is_array))
     step = eqx.filter_jit(train_step_fn(tx))
     key = jax.random.key(1)
-    for _ in range(TRAIN_STEPS):
+    for _ in range(steps):
         key, sub = jax.random.split(key)
         idx = jax.random.choice(sub, len(y), (BATCH,), replace=False)
         model, opt_state, _ = step(model, opt_state, x[idx], y[idx])
@@ -381,3 +434,65 @@ class DoughBatchCompile(Suite):
 
     time_compile.number = 1
     time_compile.repeat = (1, 3, 5.0)
+
+
+# --- issue 29: FixedPoint's defaults in deep-equilibrium training ---------------------------
+
+DEQ_IMPLS = [*DEQ_SETTINGS, "hand-written", "optimistix"]
+
+
+class DEQTrainStep(Suite):
+    """The DEQ's train step (steady state) at 64 and 128 hidden units, at initialisation and
+    after 300 adam steps (trained once, by the defaults, so that every implementation is
+    timed at the same weights, where contraction is weaker): cakejax's defaults against each
+    documented setting, the hand-written implicit layer and optimistix."""
+
+    params = ([64, 128], ["init", "trained"], DEQ_IMPLS)
+    param_names = ("hidden", "weights", "impl")
+    timeout = 600
+
+    def setup_cache(self):
+        trained = {}
+        for hidden in self.params[0]:
+            model, _, _ = train("cakejax", hidden, steps=TRAINED_STEPS)
+            buffer = io.BytesIO()
+            eqx.tree_serialise_leaves(buffer, model)
+            trained[hidden] = buffer.getvalue()
+        return trained
+
+    setup_cache.timeout = 900
+
+    def setup(self, trained, hidden, weights, impl):
+        (x, y), _ = digits()
+        model = init_deq(impl, hidden)
+        if weights == "trained":
+            model = eqx.tree_deserialise_leaves(io.BytesIO(trained[hidden]), model)
+        tx = optax.adam(3e-3)
+        self.args = (model, tx.init(eqx.filter(model, eqx.is_array)), x[:BATCH], y[:BATCH])
+        self.step = compiled(("deq step", hidden, impl),
+                             lambda: eqx.filter_jit(train_step_fn(tx)))
+        jax.block_until_ready(self.step(*self.args))
+
+    def time_train_step(self, trained, hidden, weights, impl):
+        jax.block_until_ready(self.step(*self.args))
+
+
+class DEQFirstCall(Suite):
+    """Trace + compile of the DEQ's train step at 64 hidden units: the defaults, the
+    hand-written layer and optimistix."""
+
+    params = (["cakejax", "hand-written", "optimistix"],)
+    param_names = ("impl",)
+
+    def setup(self, impl):
+        (x, y), _ = digits()
+        model = init_deq(impl)
+        self.args = (model, optax.adam(3e-3).init(eqx.filter(model, eqx.is_array)), x[:BATCH],
+                     y[:BATCH])
+
+    def time_compile_train_step(self, impl):
+        jax.clear_caches()
+        eqx.filter_jit(train_step_fn(optax.adam(3e-3))).lower(*self.args).compile()
+
+    time_compile_train_step.number = 1
+    time_compile_train_step.repeat = (1, 3, 10.0)

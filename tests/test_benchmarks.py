@@ -71,6 +71,7 @@ def few_training_steps(monkeypatch):
     from benchmarks import bench_fixed_point
 
     monkeypatch.setattr(bench_fixed_point, "TRAIN_STEPS", 3)
+    monkeypatch.setattr(bench_fixed_point, "TRAINED_STEPS", 3)
 
 
 @pytest.mark.parametrize("cls, methods, params", list(_cases()))
@@ -160,3 +161,34 @@ def test_every_setup_cache_has_its_own_key():
                 assert key not in owners, f"{cls_name} shares {key} with {owners.get(key)}"
                 owners[key] = cls_name
     assert len(owners) >= 7
+
+
+def test_the_deq_implementations_compute_the_same_gradient():
+    """The DEQ benchmark compares like with like: the hand-written layer, optimistix and every
+    cakejax setting give the same gradient of the training loss (each solve to 1e-6)."""
+    import equinox as eqx
+    import numpy as np
+    import optax
+
+    from benchmarks import bench_fixed_point as bench
+
+    (x, y), _ = bench.digits()
+
+    def gradient(impl):
+        model = bench.init_deq(impl)
+
+        def loss(model):
+            logits = jax.vmap(model)(x[:32])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y[:32]).mean()
+
+        return eqx.filter(eqx.filter_grad(loss)(model), eqx.is_array)
+
+    reference = gradient("cakejax")
+    for impl in bench.DEQ_IMPLS[1:]:
+        for ours, theirs in zip(
+            jax.tree_util.tree_leaves(gradient(impl)),
+            jax.tree_util.tree_leaves(reference),
+            strict=True,
+        ):
+            scale = float(np.max(np.abs(theirs)))
+            np.testing.assert_allclose(ours, theirs, atol=1e-4 * scale, err_msg=impl)
