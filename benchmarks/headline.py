@@ -46,6 +46,7 @@ _CAKEJAX, _COURSE = {"impl": "cakejax"}, {"impl": "course"}
 _FIXED_POINT = "bench_fixed_point.FixedPointGradient."
 _OURS = {"method": "cakejax"}
 _DEQ = "bench_fixed_point.DEQDigits."
+_DEQ_STEP = "bench_fixed_point.DEQTrainStep.time_train_step"
 
 
 def _fixed_point_rows():
@@ -126,6 +127,50 @@ def _fixed_point_rows():
                 ("<=", 0.5),
             )
         )
+    for hidden in (64, 128):
+        for weights in ("init", "trained"):
+            when = "at initialisation" if weights == "init" else "after 300 steps"
+            common = {"hidden": hidden, "weights": weights}
+            rows.append(
+                _ratio(
+                    f"DEQ train step, {hidden} units, {when}: cakejax defaults / hand-written",
+                    _DEQ_STEP,
+                    _CAKEJAX,
+                    {"impl": "hand-written"},
+                    ("<=", 2.0),
+                    **common,
+                )
+            )
+            rows.append(
+                _ratio(
+                    f"DEQ train step, {hidden} units, {when}: cakejax defaults / optimistix",
+                    _DEQ_STEP,
+                    _CAKEJAX,
+                    {"impl": "optimistix"},
+                    **common,
+                )
+            )
+            for setting in ("cakejax Picard+Neumann", "cakejax Picard", "cakejax dense"):
+                rows.append(
+                    _ratio(
+                        f"DEQ train step, {hidden} units, {when}: {setting} / cakejax "
+                        "defaults",
+                        _DEQ_STEP,
+                        {"impl": setting},
+                        _CAKEJAX,
+                        (">=", 0.91),
+                        **common,
+                    )
+                )
+    rows.append(
+        _ratio(
+            "DEQ train step, first call (trace + compile): cakejax defaults / optimistix",
+            "bench_fixed_point.DEQFirstCall.time_compile_train_step",
+            _CAKEJAX,
+            {"impl": "optimistix"},
+            ("<=", 1.0),
+        )
+    )
     rows.append(
         _ratio(
             "DEQ on digits, train step compile time: cakejax dense / optimistix",
