@@ -153,8 +153,7 @@ def _fixed_point_rows():
             for setting in ("cakejax Picard+Neumann", "cakejax Picard", "cakejax dense"):
                 rows.append(
                     _ratio(
-                        f"DEQ train step, {hidden} units, {when}: {setting} / cakejax "
-                        "defaults",
+                        f"DEQ train step, {hidden} units, {when}: {setting} / cakejax defaults",
                         _DEQ_STEP,
                         {"impl": setting},
                         _CAKEJAX,
