@@ -332,3 +332,17 @@ def test_a_neumann_solve_out_of_steps_says_so():
         jax.grad(
             lambda a: cj.FixedPoint(cj.DoughMaturity(a, 10.0), adjoint=cj.Implicit("neumann"))(0.0)
         )(0.99)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 64])
+def test_a_start_at_the_fixed_point_converges_at_once(n):
+    """A start exactly at x* (residual 0): Anderson's plain phase (states of more than 4
+    elements) halved a residual of 0 forever and ran out of steps; it hands over at once."""
+    fixed = 2.0 * jnp.ones(n)
+    fp = cj.FixedPoint(lambda x: 0.5 * x + 1.0)
+    solution = fp.solve(fixed)
+    assert bool(solution.converged) and int(solution.steps) <= 2
+    np.testing.assert_array_equal(solution.value, fixed)
+    batch = jax.vmap(fp.solve)(jnp.stack([fixed, jnp.zeros(n)]))
+    assert bool(batch.converged.all())
+    np.testing.assert_allclose(batch.value, 2.0, rtol=1e-6)

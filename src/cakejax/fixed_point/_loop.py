@@ -382,7 +382,9 @@ def _plain_phase(f, x0, fx0, damping, max_steps, measure, judge, init: _Carry, s
         x = p.fx if damping == 1.0 else p.x + damping * (p.fx - p.x)
         fx = f(x)
         residual, _, _, _, slope, measured, done, _ = measure(x, fx, p.x, p.fx, p.slope, p.measured)
-        fast = residual <= SWITCH * p.residual  # False for NaN
+        # Strictly smaller: a residual of exactly 0 (a start at the fixed point) hands over at
+        # once, to the main loop's rounding rules (it would halve "0" forever).
+        fast = residual < SWITCH * p.residual  # False for NaN
         return _Plain(
             p.k + 1, x, fx, p.x, p.fx, slope, measured, residual, p.residual, fast & ~done
         )
