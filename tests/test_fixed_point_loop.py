@@ -233,3 +233,38 @@ def test_a_batch_says_which_examples_failed(capfd):
     # Nothing is printed when every example converges.
     jax.block_until_ready(jax.vmap(lambda a: solve(a, True))(a[ok]))
     assert "failed" not in capfd.readouterr().err
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.sampled_from([1, 7, 4095, 4096, 5000, 100_000]),
+    where=st.floats(0.0, 1.0, exclude_max=True),
+    bad=st.sampled_from([np.nan, np.inf, -np.inf, None]),
+)
+def test_the_norm_is_inf_unless_every_element_is_finite(n, where, bad):
+    """`norm` is one reduction (NaN counted as inf before the maximum): inf wherever a NaN or
+    an infinity sits in a state of any size, jitted and under vmap, and max|v| otherwise."""
+    from cakejax.fixed_point._loop import norm
+
+    v = -jnp.linspace(0.0, 3.0, n)
+    if bad is not None:
+        v = v.at[int(where * n)].set(bad)
+    expected = np.inf if bad is not None else 3.0 * (n > 1)
+    assert float(norm(v)) == expected
+    assert float(jax.jit(norm)(v)) == expected
+    np.testing.assert_array_equal(jax.vmap(norm)(jnp.stack([v, jnp.ones(n)])), [expected, 1.0])
+
+
+def test_the_certificate_probe_is_spread_over_minus_one_to_one(x64):
+    """The certificate's fixed right-hand side (a hash of the index, no random-number loop
+    to compile) has no structure a Jacobian's eigenvectors could be orthogonal to by design:
+    distinct values, uniform over [-1, 1), no zeros, in float32 and float64."""
+    from cakejax.fixed_point._adjoint import _probe_vector
+
+    dtype = jnp.float64 if x64 else jnp.float32
+    v = np.asarray(_probe_vector(100_000, dtype))
+    assert v.dtype == dtype and v.min() >= -1 and v.max() < 1 and (v != 0).all()
+    assert len(np.unique(v)) > 99_500
+    counts, _ = np.histogram(v, bins=10, range=(-1, 1))
+    assert counts.min() > 9_500 and counts.max() < 10_500
+    assert abs(np.corrcoef(v[:-1], v[1:])[0, 1]) < 0.01
