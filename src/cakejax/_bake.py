@@ -27,7 +27,15 @@ $\gamma = s_x^2/s_f$, $s_x = \max(\|x\|_\infty, \|x_0\|_\infty)$ and
 $s_f = \max(|f(x)|, |f(x_0)|)$ ($P$ the
 projection on the box): zero exactly where every free component of the gradient vanishes
 and every amount at a bound is pushed outward, whatever the units of the score and the
-amounts. Amounts within rounding of a bound that holds them are then put on it, where that
+amounts. Its scales are floored at the start's, so it is only the first of two tests: up to
+`DENSE` amounts, a point that passes it is checked once (`_second_order`, on the Hessian
+formed from Hessian-vector products): a maximum to second order (negative curvature is
+followed out of a saddle or a minimum of the score, as a start at a stationary point is)
+whose Newton step moves no amount by more than rtol of the answer's largest (a far start
+no longer stops early). `successful` means both held; beyond `DENSE` amounts, the first
+alone. Under vmap the check runs once a round for the batch (a round ends when every
+example has passed the first test or failed), not once a step.
+Amounts within rounding of a bound that holds them are then put on it, where that
 does not lower the score. `RecipeSolution.projected_gradient` reports $\|P\nabla s\|_\infty$,
 the gradient with the components held at a bound zeroed.
 
@@ -49,7 +57,7 @@ derivative there is $\partial_\theta s$ (the envelope theorem).
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -63,6 +71,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from ._autodiff import close_over_tracers
 from ._steihaug import steihaug
 from ._typing import describe_tree
+from .fixed_point._gate import gate
 
 
 class RecipeResult(eqx.Enumeration):
@@ -103,7 +112,10 @@ class RecipeSolution(eqx.Module):
     - `evaluations`: evaluations of the score with its gradient (two per step: the trial
       point's, and the convergence test's in the amounts' own coordinates).
     - `hvps`: Hessian-vector products.
-    - `result`: a `RecipeResult`.
+    - `result`: a `RecipeResult`. `successful` means a maximum found to `rtol`: the
+      first-order (KKT) conditions, and up to 256 amounts the second-order ones (a negative
+      definite or semidefinite Hessian on the free amounts) with a Newton step below `rtol`
+      of the answer's scale.
     """
 
     recipe: Float[Array, " n"]
@@ -237,20 +249,56 @@ def _solve(score, x0, lower, upper, config: _Config):
     def finite(y, fy, gy, gx):
         return jnp.isfinite(fy) & jnp.all(jnp.isfinite(jnp.where(held(y, gx), 0, gy)))
 
+    def hvp_at(y):
+        return lambda v: jax.jvp(jax.grad(f), (y,), (v,))[1]
+
+    def verify(state):
+        """A round's end: lanes whose gradient test passed (`PASSED`) are checked by
+        `_second_order`; those that fail it go on from the step it proposes."""
+        y, fy, gy, gx, radius, steps, hvps, _, code = state
+        if y.size > DENSE:
+            return state._replace(code=jnp.where(code == PASSED, 1, code))
+
+        def check(operand):
+            y, radius = operand
+            frozen = held(y, gx)
+            return _second_order(
+                hvp_at(y),
+                jnp.where(frozen, 0, gy),
+                ~frozen,
+                lambda v: jax.jvp(box.x, (y,), (v,))[1],
+                box.x(y),
+                radius,
+                config.rtol,
+            )
+
+        # Only if some example's gradient test passed (not at the start, as a rule).
+        verified, push = gate(
+            code == PASSED, check, (y, radius), (jnp.asarray(False), jnp.zeros_like(y))
+        )
+        code = jnp.where(code == PASSED, jnp.where(verified, 1, 0), code)
+        # Out of steps with the check failed: out of steps.
+        code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
+        return state._replace(code=code, push=push, hvps=hvps + y.size)
+
     def cond(state):
-        return state[-1] == 0
+        return state.code == 0
 
     def body(state):
-        y, fy, gy, gx, radius, steps, hvps, _ = state
+        y, fy, gy, gx, radius, steps, hvps, push, _ = state
         frozen = held(y, gx)
         gy = jnp.where(frozen, 0, gy)
-
-        def hvp(v):
-            return jax.jvp(jax.grad(f), (y,), (v,))[1]
+        hvp = hvp_at(y)
 
         y_scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.sqrt(x_scale))
         g_scale = jnp.maximum(jnp.abs(fy), f_scale) / y_scale
-        p, cg_steps, _ = steihaug(hvp, gy, ~frozen, radius, g_scale)
+        p, cg_steps, boundary = steihaug(hvp, gy, ~frozen, radius, g_scale)
+        # The step that the last round's check proposed, if any: along negative curvature
+        # from a point that is no maximum (a saddle, a minimum of the score), or its exact
+        # Newton step. Judged like any other.
+        proposed = (push != 0).any()
+        p = jnp.where(proposed, push, p)
+        boundary = jnp.where(proposed, False, boundary)
         hp = jnp.where(frozen, 0, hvp(p))
         curvature = jnp.vdot(p, hp)
         predicted = -(jnp.vdot(gy, p) + 0.5 * jnp.where(jnp.isfinite(curvature), curvature, 0))
@@ -285,19 +333,30 @@ def _solve(score, x0, lower, upper, config: _Config):
         if config.callback is not None:
             jax.debug.callback(config.callback, steps, box.x(y), -fy)
         residual, gx = kkt(y)
-        code = jnp.where(residual <= config.rtol, 1, 0)
-        code = jnp.where(~finite(y, fy, gy, gx), 4, code)
+        code = judged(y, fy, gy, gx, residual)
         code = jnp.where((code == 0) & (radius <= 4 * eps * y_scale), 3, code)
         code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
-        return y, fy, gy, gx, radius, steps, hvps + cg_steps + 1, code
+        return _Search(y, fy, gy, gx, radius, steps, hvps + cg_steps + 1, jnp.zeros_like(y), code)
+
+    def judged(y, fy, gy, gx, residual):
+        """0 (go on), `PASSED` (the gradient test: to be checked at the round's end) or 4."""
+        ok = finite(y, fy, gy, gx)
+        return jnp.where(ok, jnp.where(residual <= config.rtol, PASSED, 0), 4)
+
+    def one_round(state):
+        return verify(jax.lax.while_loop(cond, body, state))
 
     fy0, gy0 = value_and_grad(y0)
     radius0 = 0.1 * jnp.maximum(jnp.max(jnp.abs(y0)), jnp.sqrt(x_scale))
     residual0, gx0 = kkt(y0)
-    code0 = jnp.where(residual0 <= config.rtol, 1, 0)
-    code0 = jnp.where(finite(y0, fy0, gy0, gx0), code0, 4)
-    start = (y0, fy0, gy0, gx0, radius0, jnp.asarray(0), jnp.asarray(0), code0)
-    y, _, _, _, _, steps, hvps, code = jax.lax.while_loop(cond, body, start)
+    code0 = judged(y0, fy0, gy0, gx0, residual0)
+    zero = jnp.asarray(0)
+    start = _Search(y0, fy0, gy0, gx0, radius0, zero, zero, jnp.zeros_like(y0), code0)
+    # Rounds: the trust-region loop until every example's gradient test passes (or it
+    # fails), then the second-order check once for all; those that fail it go on. Under
+    # vmap the check runs once a round for the batch, not once a step.
+    state = jax.lax.while_loop(cond, one_round, verify(start))
+    y, steps, hvps, code = state.y, state.steps, state.hvps, state.code
     x = box.x(y)
     # Amounts that the convergence test's projected step puts on a bound (the search in y
     # approaches such a bound but reaches it only in the limit) are put on it, where that does
@@ -321,6 +380,76 @@ def _solve(score, x0, lower, upper, config: _Config):
     projected = jnp.max(jnp.abs(jnp.where(_free(x, g, lower, upper), g, 0)), initial=0)
     return x, fx, projected, steps, hvps, code
 
+
+def _second_order(hvp, g, free, dx, x, radius, rtol):
+    r"""The check once the gradient test has passed (up to `DENSE` amounts, once per round of
+    the search, not per step): the Hessian $H$ of $f = -s$ in the search's variables, formed
+    on the free set from Hessian-vector products.
+
+    - *Converged to the answer's own scale*: $H_{FF}$ is positive definite
+      (`_strict_maximum`'s Cholesky pivots) and the Newton step $\delta = -H_{FF}^{-1} g$,
+      mapped to the amounts by `dx`, moves none by more than $\text{rtol}\cdot\|x\|_\infty$.
+      That is the distance to the optimum relative to the answer wherever the search started
+      (the gradient test's scales are floored at the start's, and a far start stopped at a
+      score of $-2 \cdot 10^4$ where the optimum has $-1.4$). Where it moves more, $\delta$ is
+      the next step to try.
+    - *Second order*: where that factorisation fails, $H_{FF} + 2\tau I$ is factorised
+      ($\tau$ = `PIVOT` $n\,\varepsilon$ times the largest $|H_{ij}|$). If it succeeds,
+      $H_{FF}$ is semidefinite to rounding (a flat direction: a line or valley of maxima) and
+      $\delta$ is taken with it (long along any slope in a flat direction), judged as above.
+      If it fails too, $H_{FF}$ has negative curvature beyond rounding: a saddle or a minimum
+      of the score, where the gradient test alone stopped (e.g. a start at a stationary
+      point). The next step is then the unit eigenvector of its lowest eigenvalue, signed
+      to descend, to the trust region's edge (the eigendecomposition runs only if some
+      example needs it).
+
+    Returns (verified, the next step to try)."""
+    n = g.shape[0]
+    eye = jnp.eye(n, dtype=g.dtype)
+    hessian = jax.vmap(lambda v: hvp(jnp.where(free, v, 0)), out_axes=1)(eye)
+    g = jnp.where(free, g, 0)
+    factor, scale, definite = _strict_maximum(hessian, free)
+    both = free[:, None] & free[None, :]
+    matrix = jnp.where(both, (hessian + hessian.T) / 2, eye * scale)
+    tau = PIVOT * n * jnp.finfo(g.dtype).eps * scale
+    # Not positive definite: positive semidefinite to rounding if H + 2 tau I is (a flat
+    # direction, a line or valley of maxima), its step then long along any slope there.
+    lifted = jnp.linalg.cholesky(matrix + 2 * tau * eye)
+    semidefinite = jnp.isfinite(lifted).all()
+    factor = jnp.where(definite, factor, lifted)
+    step = -jax.scipy.linalg.cho_solve((factor, True), g)
+
+    def descent(operand):
+        """The unit eigenvector of the lowest eigenvalue, signed to descend."""
+        matrix, g = operand
+        lowest = jnp.linalg.eigh(matrix)[1][:, 0]
+        return jnp.where(jnp.vdot(lowest, g) > 0, -lowest, lowest)
+
+    saddle = ~definite & ~semidefinite
+    # The eigendecomposition only if some example has negative curvature.
+    down = gate(saddle, descent, (matrix, g), jnp.zeros_like(g))
+    step = jnp.where(saddle, radius * down, step)
+    moved = jnp.max(jnp.abs(dx(step)), initial=0)
+    verified = ~saddle & jnp.isfinite(moved) & (moved <= rtol * jnp.max(jnp.abs(x), initial=0))
+    return verified, jnp.where(saddle & jnp.isfinite(step).all(), step, 0)
+
+
+class _Search(NamedTuple):
+    """The trust-region search's state, in the variables of `_Box`."""
+
+    y: Array
+    fy: Array
+    gy: Array
+    gx: Array
+    radius: Array
+    steps: Array
+    hvps: Array
+    push: Array  # the step the last second-order check proposed (zero: none)
+    code: Array
+
+
+#: `_solve`'s code for "the gradient test passed; the second-order check is next".
+PASSED = 7
 
 # The failure codes of `_solve` (1 is success).
 _FAILURES = {
