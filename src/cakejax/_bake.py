@@ -254,7 +254,8 @@ def _solve(score, x0, lower, upper, config: _Config):
 
     def verify(state):
         """A round's end: lanes whose gradient test passed (`PASSED`) are checked by
-        `_second_order`; those that fail it go on from the step it proposes."""
+        `_second_order`; those that fail it go on stepping (from a saddle or a minimum of the
+        score, first along negative curvature)."""
         y, fy, gy, gx, radius, steps, hvps, _, code = state
         if y.size > DENSE:
             return state._replace(code=jnp.where(code == PASSED, 1, code))
@@ -279,7 +280,8 @@ def _solve(score, x0, lower, upper, config: _Config):
         code = jnp.where(code == PASSED, jnp.where(verified, 1, 0), code)
         # Out of steps with the check failed: out of steps.
         code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
-        return state._replace(code=code, push=push, hvps=hvps + y.size)
+        checked = state.code == PASSED
+        return state._replace(code=code, push=push, hvps=hvps + jnp.where(checked, y.size, 0))
 
     def cond(state):
         return state.code == 0
@@ -292,13 +294,11 @@ def _solve(score, x0, lower, upper, config: _Config):
 
         y_scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.sqrt(x_scale))
         g_scale = jnp.maximum(jnp.abs(fy), f_scale) / y_scale
-        p, cg_steps, boundary = steihaug(hvp, gy, ~frozen, radius, g_scale)
+        p, cg_steps, _ = steihaug(hvp, gy, ~frozen, radius, g_scale)
         # The step that the last round's check proposed, if any: along negative curvature
-        # from a point that is no maximum (a saddle, a minimum of the score), or its exact
-        # Newton step. Judged like any other.
-        proposed = (push != 0).any()
-        p = jnp.where(proposed, push, p)
-        boundary = jnp.where(proposed, False, boundary)
+        # from a point that is no maximum (a saddle, a minimum of the score), to the trust
+        # region's edge. Judged like any other.
+        p = jnp.where((push != 0).any(), push, p)
         hp = jnp.where(frozen, 0, hvp(p))
         curvature = jnp.vdot(p, hp)
         predicted = -(jnp.vdot(gy, p) + 0.5 * jnp.where(jnp.isfinite(curvature), curvature, 0))
@@ -391,8 +391,8 @@ def _second_order(hvp, g, free, dx, x, radius, rtol):
       mapped to the amounts by `dx`, moves none by more than $\text{rtol}\cdot\|x\|_\infty$.
       That is the distance to the optimum relative to the answer wherever the search started
       (the gradient test's scales are floored at the start's, and a far start stopped at a
-      score of $-2 \cdot 10^4$ where the optimum has $-1.4$). Where it moves more, $\delta$ is
-      the next step to try.
+      score of $-2 \cdot 10^4$ where the optimum has $-1.4$). Where it moves more, the
+      search goes on stepping.
     - *Second order*: where that factorisation fails, $H_{FF} + 2\tau I$ is factorised
       ($\tau$ = `PIVOT` $n\,\varepsilon$ times the largest $|H_{ij}|$). If it succeeds,
       $H_{FF}$ is semidefinite to rounding (a flat direction: a line or valley of maxima) and
@@ -403,7 +403,7 @@ def _second_order(hvp, g, free, dx, x, radius, rtol):
       to descend, to the trust region's edge (the eigendecomposition runs only if some
       example needs it).
 
-    Returns (verified, the next step to try)."""
+    Returns (verified, the step along negative curvature, zero where there is none)."""
     n = g.shape[0]
     eye = jnp.eye(n, dtype=g.dtype)
     hessian = jax.vmap(lambda v: hvp(jnp.where(free, v, 0)), out_axes=1)(eye)
