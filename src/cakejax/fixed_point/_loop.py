@@ -185,9 +185,9 @@ def iterate(
         factor)."""
         # Finite residual implies finite x and fx (inf - inf is NaN): the other norms are
         # plain maxima.
-        dx, df = x - x_prev, fx - fx_prev
         residual = norm(fx - x)
         scale = jnp.maximum(jnp.max(jnp.abs(x), initial=0), jnp.max(jnp.abs(fx), initial=0))
+        dx, df = x - x_prev, fx - fx_prev
         dd = jnp.vdot(dx, dx)
         step_slope = jnp.vdot(df, dx) / jnp.where(dd > 0, dd, 1)
         step = jnp.max(jnp.abs(dx), initial=0)
