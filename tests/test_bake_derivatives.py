@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 import cakejax as cj
 
@@ -101,3 +102,26 @@ def test_a_non_isolated_optimum_has_no_derivative(n):
         jnp.full(2, 3.0), jnp.asarray([0.0, 1.0])
     )
     assert bool(jnp.isnan(grads[0]).all()) and bool(jnp.isfinite(grads[1]).all())
+
+
+@pytest.mark.slow  # a compilation per draw
+@pytest.mark.usefixtures("f64")
+@hypothesis.settings(max_examples=4, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 6), held=st.integers(0, 2))
+def test_check_grads_on_the_optimum(seed, n, held):
+    """`jax.test_util.check_grads` (finite differences, forward and reverse mode) on the
+    optimum of a coupled, non-quadratic score, -(x·Ax)/2 + b·x - (x·x)^2/20, in b and in A's
+    scale, with amounts held at their bound: differentiable there (a strict maximum, strict
+    complementarity), so the implicit derivative must match the differences (float64: they
+    need the precision)."""
+    a, b, _, _ = _coupled_problem(seed, n, held)
+    a_j, b_j = jnp.asarray(a), jnp.asarray(b)
+
+    def best(b, k):
+        def score(x):
+            return -0.5 * k * x @ a_j @ x + b @ x - 0.05 * (x @ x) ** 2
+
+        solution = cj.optimise_recipe(score, jnp.ones(n))
+        return solution.recipe, solution.score
+
+    check_grads(best, (b_j, jnp.asarray(1.0)), order=1, modes=("fwd", "rev"))

@@ -113,8 +113,8 @@ class RecipeSolution(eqx.Module):
     - `steps`: trust-region iterations.
     - `evaluations`: evaluations of the score with its gradient: one per step (the trial
       point's, which gives the convergence test its gradient in the amounts' own coordinates
-      too), the start's and the answer's. A step out of a saddle that has to be shortened
-      tries 1/4, 1/16, ... of it first; those trials are not counted.
+      too), the start's and the answer's. Where the second-order check fails, its step is
+      tried at 12 lengths at once (values only, not counted).
     - `hvps`: Hessian-vector products.
     - `result`: a `RecipeResult`. `successful` means a maximum found to `rtol`: the
       first-order (KKT) conditions, and up to 256 amounts the second-order ones (a negative
@@ -317,54 +317,59 @@ def _solve(score, x0, lower, upper, config: _Config):
         checked = code == PASSED
         no = jnp.asarray(False)
         # Only if some example's gradient test passed (not at the start, as a rule).
-        verified, step, saddle = gate(checked, check, (y, fy, radius), (no, jnp.zeros_like(y), no))
+        n = y.shape[0]
+        verified, step, saddle, matrix, g = gate(
+            checked,
+            check,
+            (y, fy, radius),
+            (no, jnp.zeros_like(y), no, jnp.zeros((n, n), y.dtype), jnp.zeros_like(y)),
+        )
         retry = checked & ~verified
-        # Only if some example failed the check.
+        # Only if some example failed the check. (Neither `check` nor `leave` holds a loop
+        # of its own: a third level of while loops under vmap hung XLA's CPU runtime at
+        # 2 10^4 customers, intermittently.)
         y, fy, gy, gx, residual, moved = gate(
-            retry, leave, (y, fy, gy, gx, step, saddle), (y, fy, gy, gx, jnp.zeros_like(fy), no)
+            retry,
+            leave,
+            (y, fy, gy, gx, step, saddle, matrix, g, radius),
+            (y, fy, gy, gx, jnp.zeros_like(fy), no),
         )
         code = jnp.where(checked, jnp.where(verified, 1, 0), code)
         code = jnp.where(moved, judged(y, fy, gy, gx, residual), code)
         # From a saddle, no lower point along negative curvature: flat to rounding there.
         code = jnp.where(retry & saddle & ~moved, 3, code)
         steps = steps + jnp.where(moved, 1, 0)
-        # Out of steps with the check failed: out of steps.
-        code = jnp.where((code == 0) & (steps >= config.max_steps), 2, code)
+        # Out of steps with the check failed (or passed the gradient test again after its
+        # step: the check is then not repeated): out of steps.
+        out = (steps >= config.max_steps) & ((code == 0) | (code == PASSED))
+        code = jnp.where(out, 2, code)
         hvps = hvps + jnp.where(checked, y.size, 0)
         return _Search(y, fy, gy, gx, radius, steps, hvps, code)
 
     def leave(operand):
-        """The check's step, or the longest of 1/4, 1/16, ... of it that is no worse: lower f
-        along negative curvature (one exists above rounding: the gradient there is at
-        rounding level and the curvature negative beyond it), f not higher beyond rounding
-        for a Newton step (near the answer its decrease is at rounding level; the tests on
-        gradients decide). Returns the new point's (y, f, gradient in y, gradient in x, KKT
-        residual, whether it moved)."""
-        y, fy, gy, gx, step, saddle = operand
-        rounding = jnp.where(saddle, 0, 16 * eps * jnp.abs(fy))
+        """The check's step, or the longest of 1/4, 1/16, ... (`SHORTER` in all) of it that is
+        no worse: along negative curvature (from a saddle or a minimum of the score, the
+        unit eigenvector of the lowest eigenvalue to the trust region's edge), lower f (one
+        exists above rounding: the gradient there is at rounding level and the curvature
+        negative beyond it); for a Newton step, f not higher beyond rounding (near the
+        answer its decrease is at rounding level; the tests on gradients decide). Returns
+        the new point's (y, f, gradient in y, gradient in x, KKT residual, whether it
+        moved)."""
+        y, fy, gy, gx, step, saddle, matrix, g, radius = operand
+        step = jnp.where(saddle, radius * _descent(matrix, g), step)
         tried = jnp.isfinite(step).all()
         step = jnp.where(tried, step, 0)
-
-        def shorter(carry):
-            t = carry[0] / 4
-            return t, *evaluate(y + t * step)
-
-        def worse(carry):
-            t, f_trial = carry[:2]
-            better = (f_trial < fy) | (~saddle & (f_trial <= fy + rounding))
-            return tried & (t >= eps) & ~better  # NaN: worse
-
-        # (From t = 4 and f = inf: the loop's body makes the first trial, at t = 1.)
-        inf = jnp.full_like(fy, jnp.inf)
-        t, f_trial, g_trial, gx_trial = jax.lax.while_loop(
-            worse, shorter, (jnp.full_like(fy, 4), inf, jnp.zeros_like(y), jnp.zeros_like(y))
-        )
-        moved = tried & ~worse((jnp.ones_like(t), f_trial))
-        y, fy, gy, gx = (
-            jnp.where(moved, y + t * step, y),
-            jnp.where(moved, f_trial, fy),
-            jnp.where(moved, g_trial, gy),
-            jnp.where(moved, gx_trial, gx),
+        fractions = 0.25 ** jnp.arange(SHORTER, dtype=y.dtype)
+        f_trials = jax.vmap(lambda t: f(y + t * step))(fractions)
+        rounding = jnp.where(saddle, 0, 16 * eps * jnp.abs(fy))
+        better = tried & ((f_trials < fy) | (~saddle & (f_trials <= fy + rounding)))  # NaN: no
+        moved = better.any()
+        y = jnp.where(moved, y + fractions[jnp.argmax(better)] * step, y)
+        f_new, g_new, gx_new = evaluate(y)
+        fy, gy, gx = (
+            jnp.where(moved, f_new, fy),
+            jnp.where(moved, g_new, gy),
+            jnp.where(moved, gx_new, gx),
         )
         return y, fy, gy, gx, kkt(y, fy, gx), moved
 
@@ -483,12 +488,11 @@ def _second_order(hvp, g, free, dx, x, radius, rtol):
       $\delta$ is taken with it (long along any slope in a flat direction), judged as above.
       If it fails too, $H_{FF}$ has negative curvature beyond rounding: a saddle or a minimum
       of the score, where the gradient test alone stopped (e.g. a start at a stationary
-      point). The step is then the unit eigenvector of its lowest eigenvalue, signed to
-      descend, to the trust region's edge (the eigendecomposition runs only if some
-      example needs it).
+      point). The caller then steps along the unit eigenvector of its lowest eigenvalue
+      (`_descent`), to the trust region's edge.
 
-    Returns (verified, the step: Newton's or along negative curvature, whether it is the
-    latter)."""
+    Returns (verified, the Newton step, whether the curvature is negative, the symmetric
+    matrix factorised, the gradient on the free set)."""
     n = g.shape[0]
     eye = jnp.eye(n, dtype=g.dtype)
     hessian = jax.vmap(lambda v: hvp(jnp.where(free, v, 0)), out_axes=1)(eye)
@@ -504,19 +508,16 @@ def _second_order(hvp, g, free, dx, x, radius, rtol):
     factor = jnp.where(definite, factor, lifted)
     step = -jax.scipy.linalg.cho_solve((factor, True), g)
 
-    def descent(operand):
-        """The unit eigenvector of the lowest eigenvalue, signed to descend."""
-        matrix, g = operand
-        lowest = jnp.linalg.eigh(matrix)[1][:, 0]
-        return jnp.where(jnp.vdot(lowest, g) > 0, -lowest, lowest)
-
     saddle = ~definite & ~semidefinite
-    # The eigendecomposition only if some example has negative curvature.
-    down = gate(saddle, descent, (matrix, g), jnp.zeros_like(g))
-    step = jnp.where(saddle, radius * down, step)
     moved = jnp.max(jnp.abs(dx(step)), initial=0)
     verified = ~saddle & jnp.isfinite(moved) & (moved <= rtol * jnp.max(jnp.abs(x), initial=0))
-    return verified, step, saddle
+    return verified, step, saddle, matrix, g
+
+
+def _descent(matrix, g):
+    """The unit eigenvector of `matrix`'s lowest eigenvalue, signed to descend along `g`."""
+    lowest = jnp.linalg.eigh(matrix)[1][:, 0]
+    return jnp.where(jnp.vdot(lowest, g) > 0, -lowest, lowest)
 
 
 class _Search(NamedTuple):
@@ -532,6 +533,9 @@ class _Search(NamedTuple):
     code: Array
 
 
+#: How many of 1, 1/4, 1/16, ... of the second-order check's step `_solve` tries (the last
+#: 4^-11, about 2e-7: where a step out of a saddle lowers f only below that, it stalls).
+SHORTER = 12
 #: `_solve`'s code for "the gradient test passed; the second-order check is next".
 PASSED = 7
 
