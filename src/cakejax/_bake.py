@@ -252,6 +252,10 @@ def _solve(score, x0, lower, upper, config: _Config):
         fx, gx = jax.value_and_grad(f_x)(x)
         return fx, gx * slope, gx
 
+    def scales(x, fx):
+        """The KKT test's scales at x: its largest amount and |f|, floored at the start's."""
+        return jnp.maximum(jnp.max(jnp.abs(x)), x_scale), jnp.maximum(jnp.abs(fx), f_scale)
+
     def kkt(y, fy, gx):
         """The KKT residual at y, from f and its gradient in x there."""
         x = box.x(y)
@@ -260,8 +264,7 @@ def _solve(score, x0, lower, upper, config: _Config):
             gx,
             lower,
             upper,
-            jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
-            jnp.maximum(jnp.abs(fy), f_scale),
+            *scales(x, fy),
         )
 
     def held(y, gx):
@@ -300,8 +303,7 @@ def _solve(score, x0, lower, upper, config: _Config):
                 gx,
                 lower,
                 upper,
-                jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
-                jnp.maximum(jnp.abs(fy), f_scale),
+                *scales(x, fy),
             )
             frozen = held(y, gx) | onto
             return _second_order(
@@ -454,8 +456,7 @@ def _solve(score, x0, lower, upper, config: _Config):
         g,
         lower,
         upper,
-        jnp.maximum(jnp.max(jnp.abs(x)), x_scale),
-        jnp.maximum(jnp.abs(fx), f_scale),
+        *scales(x, fx),
     )
     # ... and only those that the bound then holds (the gradient there pushes outward): a
     # tiny interior optimum, as butter's 3e-5, stays where it is.
