@@ -230,7 +230,7 @@ def test_not_converging_raises_or_flags():
         (
             lambda: cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), rtol=2.0),
             ValueError,
-            "rtol must be in",
+            "rtol must be a finite number > 0 and < 1",
         ),
     ],
     ids=[

@@ -37,7 +37,7 @@ def test_polynomial_derivatives_are_analytic(f64, x):
 
 
 def test_nth_derivative_rejects_negative_order():
-    with pytest.raises(ValueError, match="n must be >= 0"):
+    with pytest.raises(ValueError, match="n must be an int >= 0"):
         cj.nth_derivative(jnp.sin, -1)
 
 

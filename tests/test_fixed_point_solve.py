@@ -258,7 +258,7 @@ def test_agrees_with_optimistix(rho):
 
 def test_bad_configuration_and_state():
     fn = cj.DoughMaturity(0.5, 1.0)
-    with pytest.raises(ValueError, match="rtol must be finite and >= 0"):
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
         cj.FixedPoint(fn, rtol=-1.0)
     with pytest.raises(ValueError, match="cannot both be 0"):
         cj.FixedPoint(fn, rtol=0.0, atol=0.0)
@@ -271,7 +271,7 @@ def test_bad_configuration_and_state():
         cj.FixedPoint(fn, adjoint=optx.ImplicitAdjoint())
     with pytest.raises(ValueError, match="history must be an int >= 1"):
         cj.Anderson(history=0)
-    with pytest.raises(ValueError, match="damping must be in"):
+    with pytest.raises(ValueError, match="damping must be a finite number > 0 and <= 1"):
         cj.Picard(damping=1.5)
     with pytest.raises((TypeError, ValueError), match="linear_solver"):
         cj.Implicit("cholesky")

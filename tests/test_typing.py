@@ -298,7 +298,10 @@ HYPERPARAMETERS = {
         "cj.Newton(linear_rtol='abc')",
         r"Newton: field 'linear_rtol' must be a real number",
     ),
-    "Newton linear_rtol 2": ("cj.Newton(linear_rtol=2.0)", r"Newton: linear_rtol must be in"),
+    "Newton linear_rtol 2": (
+        "cj.Newton(linear_rtol=2.0)",
+        r"Newton: linear_rtol must be a finite number > 0 and < 1",
+    ),
     "Newton linear_steps 1.5": (
         "cj.Newton(linear_steps=1.5)",
         r"Newton: linear_steps must be an int >= 1",
@@ -310,11 +313,14 @@ HYPERPARAMETERS = {
     ),
     "Anderson regularisation nan": (
         "cj.Anderson(regularisation=float('nan'))",
-        r"Anderson: regularisation must be finite",
+        r"Anderson: regularisation must be a finite number >= 0",
     ),
-    "Picard damping 0": ("cj.Picard(0.0)", r"Picard: damping must be in \(0, 1\]"),
+    "Picard damping 0": ("cj.Picard(0.0)", r"Picard: damping must be a finite number > 0 and <= 1"),
     "Picard damping str": ("cj.Picard('x')", r"Picard: field 'damping' must be a real number"),
-    "FixedPoint rtol -1": ("cj.FixedPoint(abs, rtol=-1.0)", r"FixedPoint: rtol must be finite"),
+    "FixedPoint rtol -1": (
+        "cj.FixedPoint(abs, rtol=-1.0)",
+        r"FixedPoint: rtol must be a finite number >= 0",
+    ),
     "FixedPoint rtol str": (
         "cj.FixedPoint(abs, rtol='a')",
         r"FixedPoint: field 'rtol' must be a real number",
@@ -331,14 +337,14 @@ HYPERPARAMETERS = {
         "cj.FixedPoint(abs, max_steps=0)",
         r"FixedPoint: max_steps must be an int >= 1",
     ),
-    "FixedPoint fn 3": ("cj.FixedPoint(3)", r"FixedPoint: fn must be callable"),
+    "FixedPoint fn 3": ("cj.FixedPoint(3)", r"FixedPoint: field 'fn' must be callable"),
     "FixedPoint solver str": (
         "cj.FixedPoint(abs, solver='newton')",
-        r"FixedPoint: solver must be a cakejax solver",
+        r"FixedPoint: field 'solver' must be a cakejax solver",
     ),
     "FixedPoint adjoint str": (
         "cj.FixedPoint(abs, adjoint='implicit')",
-        r"FixedPoint: adjoint must be cj.Implicit\(\)",
+        r"FixedPoint: field 'adjoint' must be cj.Implicit\(\)",
     ),
     "Implicit bogus": ("cj.Implicit('bogus')", r"Implicit: linear_solver must be 'auto', 'gmres'"),
     "Implicit restart 0": ("cj.Implicit(restart=0)", r"Implicit: restart must be an int >= 1"),

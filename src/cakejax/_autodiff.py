@@ -1,7 +1,6 @@
 """Derivative tools that JAX leaves to the user: repeated `grad`, Hessian-vector products and
 per-example gradients."""
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,8 @@ import jax
 import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
+
+from ._arguments import count, tolerance
 
 
 def nth_derivative(f: Callable[..., Any], n: int) -> Callable[..., Any]:
@@ -24,8 +25,7 @@ def nth_derivative(f: Callable[..., Any], n: int) -> Callable[..., Any]:
 
     **Returns:** a function computing $f^{(n)}(x)$.
     """
-    if n < 0:
-        raise ValueError(f"nth_derivative: the order n must be >= 0, got n={n}.")
+    n = count("nth_derivative", "n", n, minimum=0)
     for _ in range(n):
         f = jax.grad(f)
     return f
@@ -110,9 +110,13 @@ def clipped_mean_grad(
     **Returns:** $\bar g$, the structure of `params` (`None` where `eqx.filter_grad` gives
     `None`).
     """
-    if not (isinstance(max_norm, int | float) and 0 < max_norm < math.inf):
+    max_norm = tolerance("clipped_mean_grad", "max_norm", max_norm, positive=True)
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(batch)}
+    if 0 in sizes:
         raise ValueError(
-            f"clipped_mean_grad: max_norm must be a positive, finite number, got {max_norm!r}."
+            "clipped_mean_grad: the batch is empty (a leaf of `batch` has 0 examples along "
+            "its leading axis), and the mean of no gradients is undefined: pass at least one "
+            "example."
         )
     grads = eqx.filter_vmap(eqx.filter_grad(f), in_axes=(None, 0))(params, batch)
     leaves = jax.tree_util.tree_leaves(grads)

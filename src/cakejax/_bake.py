@@ -70,9 +70,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._arguments import count, tolerance
 from ._autodiff import close_over_tracers
 from ._steihaug import steihaug
-from ._typing import describe_tree
+from ._typing import describe, describe_tree
 from .fixed_point._gate import gate
 
 
@@ -774,6 +775,11 @@ def optimise_recipe(
             f"optimise_recipe: x0 must be a 1-d array of floats (one amount per "
             f"ingredient), got {x0.dtype}{list(x0.shape)}."
         )
+    if x0.size == 0:
+        raise ValueError(
+            "optimise_recipe: x0 is empty (no ingredients), so there is nothing to optimise: "
+            "give one starting amount per ingredient."
+        )
     sides = "lower" if _only_lower(lower, upper) else "mixed"
     lower, upper = _bounds("lower", lower, x0), _bounds("upper", upper, x0)
     out = jax.eval_shape(score, x0)
@@ -781,12 +787,12 @@ def optimise_recipe(
         raise TypeError(
             f"optimise_recipe: score must return a real scalar, got {describe_tree(out)}."
         )
-    if not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"optimise_recipe: max_steps must be an int >= 1, got {max_steps!r}.")
+    max_steps = count("optimise_recipe", "max_steps", max_steps)
     if rtol is None:
         rtol = 1e-8 if x0.dtype == jnp.float64 else 1e-4
-    if not (0 < rtol < 1):
-        raise ValueError(f"optimise_recipe: rtol must be in (0, 1), got {rtol!r}.")
+    rtol = tolerance("optimise_recipe", "rtol", rtol, positive=True, below=1)
+    if not isinstance(throw, bool | np.bool_):
+        raise TypeError(f"optimise_recipe: throw must be True or False, got {describe(throw)}.")
     x0 = eqx.error_if(
         x0,
         jnp.any(jnp.isnan(lower) | jnp.isnan(upper)),

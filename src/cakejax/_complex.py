@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Complex, Float, Inexact
 
+from ._arguments import tolerance
+
 
 def _complex_array(z) -> Array:
     """`z` as a complex array: real arrays get a zero imaginary part of their own precision."""
@@ -93,17 +95,29 @@ def wirtinger(
 
 
 def _cauchy_riemann_holds(
-    d_z: Inexact[Array, "..."], d_zbar: Inexact[Array, "..."], rtol: float, atol: float
+    owner: str, d_z: Inexact[Array, "..."], d_zbar: Inexact[Array, "..."], rtol, atol
 ) -> Bool[Array, ""]:
-    return jnp.all(jnp.abs(d_zbar) <= atol + rtol * jnp.abs(d_z))
+    """Whether the Cauchy–Riemann test passes; an error (`eqx.error_if`) where a derivative is
+    not finite, where no answer would be true (a NaN fails every comparison)."""
+    rtol = tolerance(owner, "rtol", rtol)
+    atol = tolerance(owner, "atol", atol)
+    finite = jnp.isfinite(d_z).all() & jnp.isfinite(d_zbar).all()
+    holds = eqx.error_if(
+        jnp.all(jnp.abs(d_zbar) <= atol + rtol * jnp.abs(d_z)),
+        ~finite,
+        f"{owner}: f's derivatives at z are not finite (z, or f near z, is NaN or infinite), "
+        "so whether f is holomorphic there cannot be decided; give a finite z at which f and "
+        "its derivatives are finite",
+    )
+    return holds
 
 
 def is_holomorphic(
     f: Callable[..., Any],
     z: Complex[ArrayLike, "*shape"],
     *,
-    rtol: float = 1e-5,
-    atol: float = 1e-7,
+    rtol: float | int = 1e-5,
+    atol: float | int = 1e-7,
 ) -> Bool[Array, ""]:
     r"""Whether $f$ satisfies the Cauchy–Riemann equations at $z$ (at every point of an array
     $z$): $|\partial f/\partial \bar z| \le \text{atol} + \text{rtol}\,|\partial f/\partial z|$
@@ -114,7 +128,7 @@ def is_holomorphic(
     (away from $0$).
     """
     d_z, d_zbar = wirtinger(f, z)
-    return _cauchy_riemann_holds(d_z, d_zbar, rtol, atol)
+    return _cauchy_riemann_holds("is_holomorphic", d_z, d_zbar, rtol, atol)
 
 
 def ascent_direction(
@@ -129,11 +143,19 @@ def ascent_direction(
     the score; the ascent direction is $-1 - 2i$. (The course's comment claims that
     `jax.grad`'s result is the ascent direction; it is not.)
     """
-    return jnp.conj(jax.grad(f)(_complex_array(z)))
+    z = _complex_array(z)
+    out = jax.eval_shape(f, z)
+    if not (out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        raise TypeError(
+            f"ascent_direction: f must return a real scalar (a score to increase), got "
+            f"{out.dtype}{list(out.shape)}. For a holomorphic f use cakejax.holomorphic_grad; "
+            f"for any complex f, cakejax.wirtinger."
+        )
+    return jnp.conj(jax.grad(f)(z))
 
 
 def holomorphic_grad(
-    f: Callable[..., Any], *, rtol: float = 1e-5, atol: float = 1e-7
+    f: Callable[..., Any], *, rtol: float | int = 1e-5, atol: float | int = 1e-7
 ) -> Callable[..., Any]:
     r"""The complex derivative $f'(z) = \partial f/\partial z$ of a holomorphic $f$, which
     refuses to answer where $f$ is not holomorphic.
@@ -145,11 +167,14 @@ def holomorphic_grad(
     same number as `jax.grad(f, holomorphic=True)`.
     """
 
+    rtol = tolerance("holomorphic_grad", "rtol", rtol)
+    atol = tolerance("holomorphic_grad", "atol", atol)
+
     def grad_f(z: Complex[ArrayLike, "*shape"]) -> Complex[Array, "..."]:
         d_z, d_zbar = wirtinger(f, z)
         return eqx.error_if(
             d_z,
-            ~_cauchy_riemann_holds(d_z, d_zbar, rtol, atol),
+            ~_cauchy_riemann_holds("holomorphic_grad", d_z, d_zbar, rtol, atol),
             "holomorphic_grad: f is not holomorphic at z (df/dz̄ ≠ 0, the Cauchy–Riemann "
             "equations fail), so it has no complex derivative there; use "
             "cakejax.wirtinger or cakejax.complex_jacobian for the full derivative",

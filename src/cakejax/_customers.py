@@ -10,10 +10,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import ArrayLike, Float
 
+from ._arguments import count
 from ._bake import optimise_recipe, RecipeSolution
 
 
-def _batch_size(scores) -> int:
+def _batch_size(function: str, scores) -> int:
+    """The number of customers: the one leading length of `scores`' arrays, at least 1."""
     sizes = {
         leaf.shape[0] if leaf.ndim else None
         for leaf in jax.tree_util.tree_leaves(eqx.filter(scores, eqx.is_array))
@@ -21,12 +23,27 @@ def _batch_size(scores) -> int:
     size = next(iter(sizes)) if len(sizes) == 1 else None
     if size is None:
         raise ValueError(
-            "optimise_recipes: every array of `scores` must have the customers as its leading "
+            f"{function}: every array of `scores` must have the customers as its leading "
             f"axis, of one length; got leading lengths {sorted(map(str, sizes))}. Build "
             "them with eqx.filter_vmap, e.g. eqx.filter_vmap(lambda s: "
             "cj.Deliciousness(ideal_sweetness=s))(ideals)."
         )
+    if size == 0:
+        raise ValueError(
+            f"{function}: there are no customers (the scores' leading axis has length 0); "
+            "pass at least one."
+        )
     return size
+
+
+def _check_split(function: str, customers: int, mesh: Mesh, axis: str) -> None:
+    devices = mesh.shape[axis]
+    if customers % devices:
+        raise ValueError(
+            f"{function}: {customers} customers do not split evenly over the mesh's "
+            f"{devices} devices along {axis!r}; pad the batch to a multiple of {devices} "
+            "(nothing is dropped or padded silently)."
+        )
 
 
 def _check_axis(function: str, mesh: Mesh, axis: str) -> None:
@@ -68,7 +85,7 @@ def optimise_recipes(
 
     **Returns:** a `RecipeSolution` whose arrays have the customers as their leading axis.
     """
-    customers = _batch_size(scores)
+    customers = _batch_size("optimise_recipes", scores)
     x0 = jnp.asarray(x0)
     per_customer = x0.ndim == 2
     if per_customer and x0.shape[0] != customers:
@@ -77,13 +94,7 @@ def optimise_recipes(
         )
     if mesh is not None:
         _check_axis("optimise_recipes", mesh, axis)
-        devices = mesh.shape[axis]
-        if customers % devices:
-            raise ValueError(
-                f"optimise_recipes: {customers} customers do not split evenly over the "
-                f"mesh's {devices} devices along {axis!r}; pad the batch to a multiple of "
-                f"{devices} (nothing is dropped or padded silently)."
-            )
+        _check_split("optimise_recipes", customers, mesh, axis)
         sharded = NamedSharding(mesh, PartitionSpec(axis))
         scores = eqx.filter_shard(scores, sharded)
         x0 = jax.device_put(x0, sharded if per_customer else NamedSharding(mesh, PartitionSpec()))
@@ -115,6 +126,8 @@ def customers_from_processes(
       otherwise leave each process optimising its own customers as if they were all of
       them, silently.
     """
+    if processes is not None:
+        processes = count("customers_from_processes", "processes", processes)
     if processes is not None and jax.process_count() != processes:
         raise RuntimeError(
             f"customers_from_processes: this run has {jax.process_count()} JAX process(es), "
@@ -122,8 +135,9 @@ def customers_from_processes(
             "jax.distributed.initialize(coordinator_address=..., num_processes=..., "
             "process_id=...) in every process before anything else in JAX)."
         )
-    _batch_size(local_scores)
+    local = _batch_size("customers_from_processes", local_scores)
     _check_axis("customers_from_processes", mesh, axis)
+    _check_split("customers_from_processes", local * jax.process_count(), mesh, axis)
     sharding = NamedSharding(mesh, PartitionSpec(axis))
     return jax.tree_util.tree_map(
         lambda a: (

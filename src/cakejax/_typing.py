@@ -111,7 +111,8 @@ def describe_tree(tree) -> typing.Any:
 def _expected(annotation) -> str:
     """An annotation as an error message shows it: `Float[Array, '4']`,
     `Literal['value', 'norm']`, `Mask | None` (no module paths)."""
-    text = annotation.__name__ if hasattr(annotation, "dim_str") else repr(annotation)
+    plain = hasattr(annotation, "dim_str") or isinstance(annotation, type)
+    text = annotation.__name__ if plain else repr(annotation)
     return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)
 
 

@@ -58,6 +58,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import TypeCheckError
 
+from ._arguments import tolerance
+from ._typing import describe, describe_tree
+
 
 #: The transforms of the table, in its column order.
 TRANSFORMS = ("jit", "vmap", "grad", "jvp", "jacfwd", "jacrev", "hessian")
@@ -225,10 +228,17 @@ def _compare(name, got, want, rtol, floor) -> Outcome:
     """`got` against `want`: ‖got − want‖∞ ≤ rtol‖want‖∞ + floor."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     error = float(np.max(np.abs(got - want), initial=0.0))
-    bound = rtol * float(np.max(np.abs(want), initial=0.0)) + floor
+    scale = float(np.max(np.abs(want), initial=0.0))
+    bound = rtol * scale + floor
     if error <= bound:
         return Outcome("passes")
-    return Outcome("wrong", f"{name}: off by {error:.3g}, allowed {bound:.3g}")
+    relative = f"{error / scale:.3g}" if scale else "inf"
+    return Outcome(
+        "wrong",
+        f"{name}: off by {error:.3g} (largest absolute error; {relative} relative to the "
+        f"largest |value| {scale:.3g}), allowed {bound:.3g} (= rtol {rtol:g} x {scale:.3g} "
+        f"+ rounding {floor:.3g})",
+    )
 
 
 def _difference(fn, z, delta):
@@ -253,10 +263,44 @@ def _walk_shapes(jaxpr):
                     yield from _walk_shapes(inner)
 
 
+def _check_layer_output(layer, args) -> None:
+    """A clear error for what `check_layer` cannot check: a layer that is not callable, one
+    that does not return inexact arrays, and half precision."""
+    if not callable(layer):
+        raise TypeError(
+            f"check_layer: layer must be callable (a function or an Equinox module), got "
+            f"{describe(layer)}."
+        )
+    try:  # traced, not run (an iterative layer would be solved once more)
+        out = eqx.filter_eval_shape(layer, *args)
+    except Exception:  # a layer that cannot be traced: the checks will say which
+        out = layer(*args)
+    leaves = jax.tree_util.tree_leaves(out)
+    if not leaves or not all(
+        hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.inexact) for a in leaves
+    ):
+        raise TypeError(
+            "check_layer: the layer must return an inexact (float or complex) array or a "
+            f"PyTree of them, whose derivatives can be checked; it returned "
+            f"{describe_tree(out)}."
+        )
+    inputs = eqx.filter((layer, args, out), eqx.is_inexact_array)
+    low = {str(a.dtype) for a in jax.tree_util.tree_leaves(inputs) if jnp.finfo(a.dtype).bits < 32}
+    if low:
+        raise TypeError(
+            f"check_layer: the layer computes in {', '.join(sorted(low))}, where a finite "
+            "difference has no accurate digits to compare a derivative with (a rule 1% off "
+            "would pass). Check it in float32 or float64: cast the layer's parameters and "
+            "the example arguments, e.g. jax.tree.map(lambda a: a.astype(jnp.float32), "
+            "layer)."
+        )
+
+
 class _Setup:
     """The layer flattened, and the random directions and batch every check uses."""
 
     def __init__(self, layer, args, key):
+        _check_layer_output(layer, args)
         self.flat = flat = _Flat(layer, args)
         self.z = z = flat.z0
         if z.size == 0:
@@ -300,7 +344,7 @@ def check_layer(
     layer: Callable[..., Any],
     *example_args: Any,
     reference: Callable[..., Any] | None = None,
-    rtol: float | None = None,
+    rtol: float | int | None = None,
     no_dense_jacobian: bool = False,
     key: jax.Array | None = None,
     name: str | None = None,
@@ -326,6 +370,8 @@ def check_layer(
 
     **Returns:** a `LayerReport`.
     """
+    if rtol is not None:
+        tolerance("check_layer", "rtol", rtol, positive=True, below=1)
     setup = _Setup(layer, example_args, key)
     z, y0, u, v, w = setup.z, setup.y0, setup.u, setup.v, setup.w
     transforms = setup.transforms()
@@ -336,7 +382,7 @@ def check_layer(
     dtype = z.dtype
     eps = float(jnp.finfo(dtype).eps)
     double = dtype == jnp.float64
-    rtol = (1e-6 if double else 1e-3) if rtol is None else rtol
+    rtol = (1e-6 if double else 1e-3) if rtol is None else float(rtol)
     step = 1e-3 if double else 1e-2
     delta = step * u
     scalar = lambda z_: jnp.vdot(w, flat(z_))  # noqa: E731

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool
 
+from .._arguments import Checked, count
 from ._gate import gate
 from ._linear import LinearSolve, solve_linear
 from ._loop import norm
@@ -41,7 +42,7 @@ def nan_unless(ok: Array, dtype) -> Array:
     return jnp.where(ok, jnp.asarray(1, dtype), jnp.asarray(jnp.nan, dtype))
 
 
-class AbstractAdjoint(eqx.Module):
+class AbstractAdjoint(Checked):
     """The derivative rule of `FixedPoint`. `approximate` says whether it is exact."""
 
     approximate: ClassVar[bool]
@@ -112,18 +113,13 @@ class Implicit(AbstractAdjoint):
     )
     restart: int = eqx.field(default=20, static=True)
 
-    def __check_init__(self):
+    def check(self):
         if self.linear_solver not in ("auto", "gmres", "neumann", "dense"):
             raise ValueError(
                 "Implicit: linear_solver must be 'auto', 'gmres', 'neumann' or 'dense', got "
                 f"{self.linear_solver!r}."
             )
-        if (
-            isinstance(self.restart, bool)
-            or not isinstance(self.restart, int)
-            or (self.restart < 1)
-        ):
-            raise ValueError(f"Implicit: restart must be an int >= 1, got {self.restart!r}.")
+        count("Implicit", "restart", self.restart)
 
     def method(self, n: int) -> Literal["gmres", "neumann", "dense"]:
         """The solver of a state of `n` elements after the series, if any: for `"auto"`,
@@ -365,9 +361,8 @@ class Phantom(AbstractAdjoint):
     approximate: ClassVar[bool] = True
     terms: int = eqx.field(default=5, static=True)
 
-    def __check_init__(self):
-        if isinstance(self.terms, bool) or not isinstance(self.terms, int) or self.terms < 1:
-            raise ValueError(f"Phantom: terms must be an int >= 1, got {self.terms!r}.")
+    def check(self):
+        count("Phantom", "terms", self.terms)
 
     def prepare(self, jvp, x, *, rtol, max_steps):
         return jnp.asarray(True), None

@@ -1,6 +1,5 @@
 r"""Anderson acceleration (type II, Walker & Ni 2011) with a regularised least-squares step."""
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -9,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from .._arguments import count, tolerance
 from .._typing import static_float
 from ._solver import AbstractFixedPointSolver, Vector
 from ._spd import solve_spd, UNROLLED
@@ -68,19 +68,10 @@ class Anderson(AbstractFixedPointSolver):
         default=1e-8, static=True, converter=static_float("Anderson", "regularisation")
     )
 
-    def __check_init__(self):
-        if (
-            isinstance(self.history, bool)
-            or not isinstance(self.history, int)
-            or (self.history < 1)
-        ):
-            raise ValueError(f"Anderson: history must be an int >= 1, got {self.history!r}.")
-        if not (math.isfinite(self.damping) and 0 < self.damping <= 1):
-            raise ValueError(f"Anderson: damping must be in (0, 1], got {self.damping}.")
-        if not (math.isfinite(self.regularisation) and self.regularisation >= 0):
-            raise ValueError(
-                f"Anderson: regularisation must be finite and >= 0, got {self.regularisation}."
-            )
+    def check(self):
+        count("Anderson", "history", self.history)
+        tolerance("Anderson", "damping", self.damping, positive=True, at_most=1)
+        tolerance("Anderson", "regularisation", self.regularisation)
 
     def advice(self, outcome: str) -> str:
         return {

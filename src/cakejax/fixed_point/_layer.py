@@ -1,6 +1,5 @@
 r"""`FixedPoint`: implicit fixed points $x^\star = f_\theta(x^\star)$ as a layer."""
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -8,11 +7,13 @@ import equinox as eqx
 import jax
 import jax.core  # for jax.core.Tracer (named, so that type checkers see it)
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
+from .._arguments import count, tolerance
 from .._autodiff import close_over_tracers
-from .._typing import describe_tree, static_float
+from .._typing import describe, describe_tree, static_float
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
 from ._results import converged, FixedPointResult
@@ -138,30 +139,37 @@ class FixedPoint(eqx.Module):
     throw: bool = eqx.field(default=True, static=True)
 
     def __check_init__(self):
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"FixedPoint: {name} must be finite and >= 0, got {value}.")
-        if self.rtol == 0 and self.atol == 0:
-            raise ValueError("FixedPoint: rtol and atol cannot both be 0.")
-        if (
-            isinstance(self.max_steps, bool)
-            or not isinstance(self.max_steps, int)
-            or (self.max_steps < 1)
-        ):
-            raise ValueError(f"FixedPoint: max_steps must be an int >= 1, got {self.max_steps!r}.")
+        self.check()
+
+    def check(self) -> None:
+        """Raises `TypeError`/`ValueError` naming the field if one is invalid, the solver's and
+        the adjoint's fields included. Runs at construction and again at each `solve` (at
+        trace time: free under jit), since `eqx.tree_at` or a loaded checkpoint can change a
+        field without constructing anew."""
+        rtol = tolerance("FixedPoint", "rtol", self.rtol)
+        atol = tolerance("FixedPoint", "atol", self.atol)
+        if rtol == 0 and atol == 0:
+            raise ValueError("FixedPoint: rtol and atol cannot both be 0 (give rtol=1e-6, say).")
+        count("FixedPoint", "max_steps", self.max_steps)
+        if not isinstance(self.throw, bool | np.bool_):
+            raise TypeError(f"FixedPoint: throw must be True or False, got {describe(self.throw)}.")
         if not callable(self.fn):
-            raise TypeError(f"FixedPoint: fn must be callable, got {type(self.fn).__name__}.")
+            raise TypeError(
+                f"FixedPoint: field 'fn' must be callable (a function, an Equinox module or "
+                f"eqx.Partial mapping the state to a state), got {describe(self.fn)}."
+            )
         if not isinstance(self.solver, AbstractFixedPointSolver):
             raise TypeError(
-                "FixedPoint: solver must be a cakejax solver (cj.Anderson(), "
-                f"cj.Picard(), cj.Newton()), got {type(self.solver).__name__}."
+                "FixedPoint: field 'solver' must be a cakejax solver (cj.Anderson(), "
+                f"cj.Picard(), cj.Newton()), got {describe(self.solver)}."
             )
         if not isinstance(self.adjoint, AbstractAdjoint):
             raise TypeError(
-                "FixedPoint: adjoint must be cj.Implicit(), cj.JacobianFree() or "
-                f"cj.Phantom(), got {type(self.adjoint).__name__}."
+                "FixedPoint: field 'adjoint' must be cj.Implicit(), cj.JacobianFree() or "
+                f"cj.Phantom(), got {describe(self.adjoint)}."
             )
+        self.solver.check()
+        self.adjoint.check()
 
     def _config(self) -> Config:
         return Config(self.solver, self.adjoint, self.rtol, self.atol, self.max_steps, self.throw)
@@ -196,6 +204,7 @@ class FixedPoint(eqx.Module):
           $(I - \partial f/\partial x)^\top u = c$ at $x^\star$ is solved as `adjoint` would in
           `jax.grad`, and its iterations and residual are reported.
         """
+        self.check()
         x0 = jax.tree_util.tree_map(jnp.asarray, x0)
         self._check_state(x0)
         fn = close_over_tracers(self.fn, x0)

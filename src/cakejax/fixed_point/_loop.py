@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from .._typing import describe
 from ._results import FixedPointResult
 from ._solver import AbstractFixedPointSolver, Vector
 
@@ -159,6 +160,20 @@ def _rate(slope):
     contraction: no progress to wait for)."""
     rate = 1 - jnp.abs(slope)
     return jnp.where(rate > 0, rate, 1)
+
+
+def _step(solver: AbstractFixedPointSolver, f, x: Vector, fx: Vector, state):
+    """`solver.step`, checked (at trace time) to return an iterate like `x`: a user's solver
+    that returns another shape would otherwise fail deep inside XLA."""
+    new, state = solver.step(f, x, fx, state)
+    if jnp.shape(new) != x.shape or jnp.result_type(new) != x.dtype:
+        raise TypeError(
+            f"FixedPoint: the solver {type(solver).__name__}'s step returned "
+            f"{describe(new)}, expected {describe(x)}: a solver works on the state flattened "
+            "into one vector, and `step` must return the next iterate of that shape and dtype "
+            "(with its own new state)."
+        )
+    return new, state
 
 
 def iterate(
@@ -274,7 +289,7 @@ def iterate(
         return (c.k < max_steps) & (c.verdict == RUNNING)
 
     def body(c: _Carry):
-        x, state = solver.step(f, c.x, c.fx, c.state)
+        x, state = _step(solver, f, c.x, c.fx, c.state)
         fx = f(x)
         return judge(x, fx, c.x, c.fx, c._replace(k=c.k + 1, state=state), first=False)
 

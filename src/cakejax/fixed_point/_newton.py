@@ -1,11 +1,11 @@
 r"""Newton–Krylov: Newton's method on $g(x) = f(x) - x$, each step a matrix-free GMRES solve."""
 
-import math
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
 
+from .._arguments import count, tolerance
 from .._typing import static_float
 from ._linear import solve_linear
 from ._solver import AbstractFixedPointSolver, Vector
@@ -34,17 +34,9 @@ class Newton(AbstractFixedPointSolver):
     )
     linear_steps: int = eqx.field(default=200, static=True)
 
-    def __check_init__(self):
-        if not (math.isfinite(self.linear_rtol) and 0 < self.linear_rtol < 1):
-            raise ValueError(f"Newton: linear_rtol must be in (0, 1), got {self.linear_rtol}.")
-        if (
-            isinstance(self.linear_steps, bool)
-            or not isinstance(self.linear_steps, int)
-            or (self.linear_steps < 1)
-        ):
-            raise ValueError(
-                f"Newton: linear_steps must be an int >= 1, got {self.linear_steps!r}."
-            )
+    def check(self):
+        tolerance("Newton", "linear_rtol", self.linear_rtol, positive=True, below=1)
+        count("Newton", "linear_steps", self.linear_steps)
 
     def advice(self, outcome: str) -> str:
         return {

@@ -1,10 +1,10 @@
 r"""Picard (fixed-point) iteration, optionally damped."""
 
-import math
 from collections.abc import Callable
 
 import equinox as eqx
 
+from .._arguments import tolerance
 from .._typing import static_float
 from ._solver import AbstractFixedPointSolver, Vector
 
@@ -27,9 +27,8 @@ class Picard(AbstractFixedPointSolver):
         default=1.0, static=True, converter=static_float("Picard", "damping")
     )
 
-    def __check_init__(self):
-        if not (math.isfinite(self.damping) and 0 < self.damping <= 1):
-            raise ValueError(f"Picard: damping must be in (0, 1], got {self.damping}.")
+    def check(self):
+        tolerance("Picard", "damping", self.damping, positive=True, at_most=1)
 
     def advice(self, outcome: str) -> str:
         return {

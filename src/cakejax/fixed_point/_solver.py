@@ -4,14 +4,15 @@ import abc
 from collections.abc import Callable
 from typing import Any
 
-import equinox as eqx
 from jaxtyping import Array, Float
+
+from .._arguments import Checked
 
 
 Vector = Float[Array, " n"]
 
 
-class AbstractFixedPointSolver(eqx.Module):
+class AbstractFixedPointSolver(Checked):
     r"""A forward solver for $x = f(x)$ on a flat state vector.
 
     A solver only proposes the next iterate; the shared loop (`_loop.iterate`) evaluates

@@ -5,10 +5,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Inexact
 
-from .._typing import as_float, PyInt, static_float, TypedModule
+from .._typing import as_float, describe, PyInt, static_float, TypedModule
 
 
-@jax.custom_jvp
 def scale_gradient(
     x: Inexact[ArrayLike, "*shape"], scale: Float[ArrayLike, ""]
 ) -> Inexact[Array, "*shape"]:
@@ -24,15 +23,30 @@ def scale_gradient(
     (both the inner and the outer derivative pass through it), so under
     `GradientReversal` a Hessian is not reversed.
     """
+    real = (isinstance(scale, int | float) and not isinstance(scale, bool)) or (
+        hasattr(scale, "dtype")
+        and jnp.shape(scale) == ()
+        and jnp.issubdtype(jnp.result_type(scale), jnp.floating)
+    )
+    if not real:
+        raise TypeError(
+            f"scale_gradient: scale must be a real scalar (a number or a 0-d float array, "
+            f"traced or not), got {describe(scale)}."
+        )
+    return _scale_gradient(x, scale)
+
+
+@jax.custom_jvp
+def _scale_gradient(x, scale):
     return jnp.asarray(x)
 
 
-@scale_gradient.defjvp
+@_scale_gradient.defjvp
 def _scale_gradient_jvp(primals, tangents):
     x, scale = primals
     x_dot, _ = tangents
     x = jnp.asarray(x)
-    return scale_gradient(x, scale), jnp.asarray(scale, x_dot.real.dtype).astype(
+    return _scale_gradient(x, scale), jnp.asarray(scale, x_dot.real.dtype).astype(
         x_dot.dtype
     ) * x_dot
 

@@ -72,4 +72,5 @@ class StraightThrough(TypedModule):
 
     def __call__(self, x: Float[ArrayLike, "*shape"] | PyInt) -> Float[Array, "*shape"]:
         """**Arguments:** `x`, any shape. **Returns:** `fn(x)`."""
+        self.check_fields()
         return straight_through(self.fn, as_float(x))
