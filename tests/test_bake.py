@@ -265,6 +265,28 @@ def test_callback_sees_every_step():
     np.testing.assert_allclose(values[-1], solution.score, rtol=1e-6)
 
 
+def test_a_callback_that_raises_raises_its_own_error():
+    """The callback's exception, as itself (not XLA's "CpuCallback error"), at the step it
+    raised; the next solve with the same callback runs and raises again."""
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_at_three(step, recipe, value):
+        seen.append(int(step))
+        if step == 3:
+            raise Stop("enough")
+
+    for _ in range(2):
+        seen.clear()
+        with pytest.raises(Stop, match="enough") as info:
+            cj.optimise_recipe(cj.Deliciousness(), jnp.ones(4), callback=stop_at_three)
+        assert "callback given to optimise_recipe" in info.value.__notes__[0]
+        assert seen == [1, 2, 3]
+
+
 def test_many_customers_all_converge():
     # Customers' ideals drawn around the course's, in float32: every one converges (the
     # ratio test no longer stalls once the predicted decrease is below rounding).

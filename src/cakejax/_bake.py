@@ -132,6 +132,27 @@ class RecipeSolution(eqx.Module):
     result: RecipeResult
 
 
+#: What the callbacks of the solves running now raised, each to be raised again as itself
+#: when its solve returns (see `_Callback`).
+_RAISED: list[Exception] = []
+
+
+class _Callback(eqx.Module):
+    """The user's callback as `jax.debug.callback` calls it. An exception it raises is kept, so
+    that `optimise_recipe` raises it as itself when the solve returns, instead of XLA's
+    "CpuCallback error" around a printed traceback. (Equal for equal callbacks, so one
+    callback compiles one program.)"""
+
+    fn: Callable = eqx.field(static=True)
+
+    def __call__(self, step, recipe, score) -> None:
+        try:
+            self.fn(step, recipe, score)
+        except Exception as error:
+            _RAISED.append(error)
+            raise
+
+
 class _Config(eqx.Module):
     rtol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
@@ -764,7 +785,9 @@ def optimise_recipe(
     - `throw`: raise `equinox.EquinoxRuntimeError` when it does not converge (eagerly and
       under `eqx.filter_jit`), or report it in `result`.
     - `callback`: called on the host after every step as `callback(step, recipe, score)`
-      (through `jax.debug.callback`), e.g. to draw a progress bar or record the path.
+      (through `jax.debug.callback`), e.g. to draw a progress bar or record the path. An
+      exception it raises ends the solve and is raised again as itself (inside an outer
+      `jax.jit`, as XLA's error when that program runs).
 
     **Returns:** a `RecipeSolution`. Works under `jax.jit` and `jax.vmap` (one recipe per
     customer: vmap over the score's parameters and/or `x0`).
@@ -815,10 +838,26 @@ def optimise_recipe(
     # A score closing over traced parameters (a lambda of the θ being differentiated): those
     # become its leaves, differentiated through the optimum like a module's.
     score = close_over_tracers(score, x0)
-    optimum = _optimum if _traced(score, x0, lower, upper) else _compiled_optimum
-    x, fx, pg, steps, hvps, code = optimum(
-        score, x0, lower, upper, _Config(float(rtol), max_steps, throw, callback, sides)
+    traced = _traced(score, x0, lower, upper)
+    config = _Config(
+        float(rtol), max_steps, throw, None if callback is None else _Callback(callback), sides
     )
+    if traced or callback is None:
+        x, fx, pg, steps, hvps, code = (_optimum if traced else _compiled_optimum)(
+            score, x0, lower, upper, config
+        )
+    else:
+        del _RAISED[:]
+        try:
+            x, fx, pg, steps, hvps, code = jax.block_until_ready(
+                _compiled_optimum(score, x0, lower, upper, config)
+            )
+        except jax.errors.JaxRuntimeError:
+            if not _RAISED:
+                raise
+            error = _RAISED.pop()
+            error.add_note("(raised by the callback given to optimise_recipe)")
+            raise error from None
     result = _result(code)
     if throw:
         x = result.error_if(x, result != RecipeResult.successful)
