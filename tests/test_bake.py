@@ -315,6 +315,39 @@ def test_bake_command(tmp_path):
     assert lines[-1].startswith("64 customers' recipes: 64 converged")
 
 
+def test_bake_command_pads_the_last_chunk(tmp_path):
+    """70 customers at most 32 a chunk: 3 chunks of 24, the last padded by 2 that are not
+    counted, one program compiled, its time reported apart from the run's."""
+    from cakejax import _bake_command
+
+    lines = []
+    assert _bake_command.run(customers=70, chunk=32, output=lines.append) == 0
+    compiled = [line for line in lines if line.startswith("compiled")]
+    assert compiled == [compiled[0]] and "24 customers a chunk" in compiled[0], lines
+    assert lines[-1].startswith("70 customers' recipes: 70 converged, in "), lines
+    assert lines[-1].endswith("customers/s, compile time excluded)"), lines
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "the path is empty"),
+        ("missing/plot.png", "the folder .* does not exist"),
+        ("plot.docx", "its extension must name an image format"),
+        (".", "its extension must name an image format"),
+        ("folder.png", "Is a directory"),
+    ],
+)
+def test_bake_plot_path_is_checked_before_the_work(tmp_path, name, message):
+    from cakejax import _bake_command
+
+    (tmp_path / "folder.png").mkdir()
+    lines = []
+    with pytest.raises(SystemExit, match=f"--plot: .*{message}"):
+        _bake_command.run(plot=str(tmp_path / name) if name else "", output=lines.append)
+    assert lines == []
+
+
 def test_bake_plot_without_matplotlib_stops_before_the_work(monkeypatch):
     # Without the plot extra, --plot is refused at once, not after the optimisation.
     import sys

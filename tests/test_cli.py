@@ -73,6 +73,25 @@ def test_bake_refuses_negative_customers(capsys):
     assert "cakejax bake: error: argument --customers: must be >= 0, got -1" in err
 
 
+@pytest.mark.parametrize(
+    "text, value",
+    [("0", 0), ("100000", 100000), ("100_000", 100000), ("1e5", 100000), ("2E3", 2000)],
+)
+def test_bake_customers_as_written(text, value):
+    assert _cli.customers(text) == value
+
+
+@pytest.mark.parametrize("text", ["1.5", "abc", "1e400", "nan", "", "-1e3"])
+def test_bake_refuses_customers_that_are_no_whole_number(capsys, text):
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.main(["bake", f"--customers={text}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cakejax bake: error: argument --customers: " in err
+    assert "_count" not in err and "customers value" not in err, err
+    assert "must be >= 0" in err if text == "-1e3" else "expected a whole number" in err, err
+
+
 @pytest.mark.parametrize("passed", [True, False])
 def test_tour_dispatch_and_exit_status(monkeypatch, passed):
     from cakejax import _tour

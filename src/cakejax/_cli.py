@@ -26,9 +26,21 @@ def _bake(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return _bake_command.run(args.customers, args.plot)
 
 
-def _count(text: str) -> int:
-    """A number of customers: an int >= 0 (argparse reports a bad one under `cakejax bake`)."""
-    value = int(text)
+def customers(text: str) -> int:
+    """A number of customers: a whole number >= 0, written as an int (100000, 100_000) or in
+    scientific notation (1e5); argparse reports a bad one under `cakejax bake`."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not (number == number and abs(number) != float("inf") and number == int(number)):
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number of customers (e.g. 100000 or 1e5), got {text!r}"
+            ) from None
+        value = int(number)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -56,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bake.add_argument(
         "--customers",
-        type=_count,
+        type=customers,
         default=0,
         help="also optimise this many customers' recipes (progress bar)",
     )
