@@ -72,6 +72,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._arguments import count, tolerance
 from ._autodiff import close_over_tracers
+from ._programs import bounded_jit
 from ._steihaug import steihaug
 from ._typing import describe, describe_tree
 from .fixed_point._gate import gate
@@ -586,7 +587,7 @@ def _optimum(score, x0, lower, upper, config):
 # An eager call is compiled once per score structure (a module score's arrays are arguments),
 # so it does not retrace the search. Under a transformation (the caller's jit, vmap, grad) the
 # search is traced inline instead: a nested jit there cost optimise_recipes 1.5x per batch.
-_compiled_optimum = eqx.filter_jit(_optimum)
+_compiled_optimum = bounded_jit(_optimum)
 
 
 def _traced(*trees) -> bool:

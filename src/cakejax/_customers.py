@@ -12,6 +12,7 @@ from jaxtyping import ArrayLike, Float
 
 from ._arguments import count
 from ._bake import optimise_recipe, RecipeSolution
+from ._programs import bounded_jit
 
 
 def _batch_size(function: str, scores) -> int:
@@ -101,7 +102,7 @@ def optimise_recipes(
     return _batched(scores, x0, per_customer, tuple(sorted(options.items())))
 
 
-@eqx.filter_jit
+@bounded_jit
 def _batched(scores, x0, per_customer, options) -> RecipeSolution:
     def one(score, start):
         return optimise_recipe(score, start, **dict(options))

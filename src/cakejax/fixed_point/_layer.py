@@ -1,5 +1,6 @@
 r"""`FixedPoint`: implicit fixed points $x^\star = f_\theta(x^\star)$ as a layer."""
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from .._arguments import count, tolerance
 from .._autodiff import close_over_tracers
+from .._programs import bounded_jit
 from .._typing import describe, describe_tree, static_float
 from ._adjoint import AbstractAdjoint, Implicit
 from ._anderson import Anderson
@@ -57,7 +59,12 @@ class FixedPointSolution(eqx.Module):
         return converged(self.result)
 
 
-@eqx.filter_jit
+#: The instances whose fields were checked (by identity, held weakly: a module with arrays
+#: has no hash), so that an eager loop over one `FixedPoint` checks it once, not per call.
+_CHECKED: "weakref.WeakValueDictionary[int, FixedPoint]" = weakref.WeakValueDictionary()
+
+
+@bounded_jit
 def _compiled_fixed_point(fn, x0, config: Config):
     """The solve, compiled once per structure of `fn` and shapes of `x0`: called eagerly it is
     not retraced and recompiled on every call, and its errors arrive as
@@ -65,7 +72,7 @@ def _compiled_fixed_point(fn, x0, config: Config):
     return fixed_point(fn, x0, config=config)
 
 
-@eqx.filter_jit
+@bounded_jit
 def _compiled_backward(fn, value, cotangent, config: Config):
     """The reverse-mode system at x*, as `config.adjoint` solves it in `jax.grad`."""
     flat_x, unravel = ravel_pytree(value)
@@ -140,12 +147,13 @@ class FixedPoint(eqx.Module):
 
     def __check_init__(self):
         self.check()
+        _CHECKED[id(self)] = self
 
     def check(self) -> None:
         """Raises `TypeError`/`ValueError` naming the field if one is invalid, the solver's and
-        the adjoint's fields included. Runs at construction and again at each `solve` (at
-        trace time: free under jit), since `eqx.tree_at` or a loaded checkpoint can change a
-        field without constructing anew."""
+        the adjoint's fields included. Runs at construction, and at `solve` on an instance
+        that was not constructed (`eqx.tree_at`, a loaded checkpoint and every transform make
+        new instances without `__init__`): once per instance, at trace time under jit."""
         rtol = tolerance("FixedPoint", "rtol", self.rtol)
         atol = tolerance("FixedPoint", "atol", self.atol)
         if rtol == 0 and atol == 0:
@@ -204,7 +212,9 @@ class FixedPoint(eqx.Module):
           $(I - \partial f/\partial x)^\top u = c$ at $x^\star$ is solved as `adjoint` would in
           `jax.grad`, and its iterations and residual are reported.
         """
-        self.check()
+        if _CHECKED.get(id(self)) is not self:  # once per instance (see `_CHECKED`)
+            self.check()
+            _CHECKED[id(self)] = self
         x0 = jax.tree_util.tree_map(jnp.asarray, x0)
         self._check_state(x0)
         fn = close_over_tracers(self.fn, x0)
