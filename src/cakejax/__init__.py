@@ -32,6 +32,10 @@ with _typechecked:
         RecipeResult as RecipeResult,
         RecipeSolution as RecipeSolution,
     )
+    from ._checkpoint import (
+        load_checkpoint as load_checkpoint,
+        save_checkpoint as save_checkpoint,
+    )
     from ._complex import (
         ascent_direction as ascent_direction,
         complex_jacobian as complex_jacobian,
