@@ -371,3 +371,30 @@ def test_own_messages_with_type_checks_off():
         "                print(case, bad, 'accepted')\n"
     )
     assert run_python(code, CAKEJAX_TYPECHECK="0") == ""
+
+
+@pytest.mark.parametrize(
+    "owner, call",
+    [
+        ("hvp", lambda: cj.hvp(lambda x: 2 * x, jnp.ones(3), jnp.ones(3))),
+        ("nth_derivative", lambda: cj.nth_derivative(lambda x: jnp.stack([x, x]), 2)(1.0)),
+        (
+            "per_example_grad",
+            lambda: cj.per_example_grad(lambda x, b: x * b, jnp.ones(3), jnp.ones((4, 3))),
+        ),
+        (
+            "clipped_mean_grad",
+            lambda: cj.clipped_mean_grad(_product, jnp.ones(3), jnp.ones((4, 3)), max_norm=1.0),
+        ),
+    ],
+)
+def test_derivative_tools_name_a_vector_loss(owner, call):
+    """Not JAX's "Gradient only defined for scalar-output functions": the tool, what f gave,
+    and what to do."""
+    with pytest.raises(TypeError, match=rf"{owner}: f must return a real scalar .*float32\[\d\]"):
+        call()
+
+
+def test_optimise_recipes_unknown_option():
+    with pytest.raises(TypeError, match=r"optimise_recipes: unknown option\(s\) \['bogus'\]"):
+        cj.optimise_recipes(_SCORES, jnp.ones(4), bogus=1)

@@ -13,6 +13,25 @@ from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
 from ._arguments import count, tolerance
 
 
+def _scalar_loss(owner: str, what: str, out) -> None:
+    """A clear error where `jax.grad` would say "Gradient only defined for scalar-output
+    functions": `out` (an `eval_shape` result) must be one real number."""
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        got = f"{out.dtype}{list(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+        raise TypeError(
+            f"{owner}: {what} must return a real scalar (a loss or score), got {got}; "
+            "reduce it first (e.g. jnp.sum or jnp.mean), or use jax.jacfwd/jax.jacrev for "
+            "the Jacobian of a vector function."
+        )
+
+
+def _example(batch):
+    """The shape and dtype of one example of `batch` (every leaf without its leading axis)."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.result_type(a)), batch
+    )
+
+
 def nth_derivative(f: Callable[..., Any], n: int) -> Callable[..., Any]:
     r"""The `n`-th derivative $f^{(n)}$ of a scalar function of one real scalar.
 
@@ -26,9 +45,17 @@ def nth_derivative(f: Callable[..., Any], n: int) -> Callable[..., Any]:
     **Returns:** a function computing $f^{(n)}(x)$.
     """
     n = count("nth_derivative", "n", n, minimum=0)
+    if n == 0:
+        return f
+    derivative = f
     for _ in range(n):
-        f = jax.grad(f)
-    return f
+        derivative = jax.grad(derivative)
+
+    def nth(x):
+        _scalar_loss("nth_derivative", "f", jax.eval_shape(f, x))
+        return derivative(x)
+
+    return nth
 
 
 def hvp(
@@ -52,6 +79,7 @@ def hvp(
     """
     x = jnp.asarray(x)
     v = jnp.asarray(v, dtype=x.dtype)
+    _scalar_loss("hvp", "f", jax.eval_shape(f, x))
     return jax.jvp(jax.grad(f), (x,), (v,))[1]
 
 
@@ -74,7 +102,9 @@ def per_example_grad(
 
     **Returns:** one gradient per example, shape `(batch, *x.shape)`.
     """
-    return jax.vmap(jax.grad(f), in_axes=(None, 0))(jnp.asarray(x), batch)
+    x = jnp.asarray(x)
+    _scalar_loss("per_example_grad", "f", eqx.filter_eval_shape(f, x, _example(batch)))
+    return jax.vmap(jax.grad(f), in_axes=(None, 0))(x, batch)
 
 
 def clipped_mean_grad(
@@ -118,6 +148,7 @@ def clipped_mean_grad(
             "its leading axis), and the mean of no gradients is undefined: pass at least one "
             "example."
         )
+    _scalar_loss("clipped_mean_grad", "f", eqx.filter_eval_shape(f, params, _example(batch)))
     grads = eqx.filter_vmap(eqx.filter_grad(f), in_axes=(None, 0))(params, batch)
     leaves = jax.tree_util.tree_leaves(grads)
     squared = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in leaves)

@@ -15,6 +15,10 @@ from ._bake import optimise_recipe, RecipeSolution
 from ._programs import bounded_jit
 
 
+#: The keyword arguments of `optimise_recipe` that `optimise_recipes` passes on.
+_OPTIONS = frozenset({"lower", "upper", "rtol", "max_steps", "throw", "callback"})
+
+
 def _batch_size(function: str, scores) -> int:
     """The number of customers: the one leading length of `scores`' arrays, at least 1."""
     sizes = {
@@ -86,6 +90,12 @@ def optimise_recipes(
 
     **Returns:** a `RecipeSolution` whose arrays have the customers as their leading axis.
     """
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"optimise_recipes: unknown option(s) {unknown}; the options are those of "
+            f"optimise_recipe: {sorted(_OPTIONS)}."
+        )
     customers = _batch_size("optimise_recipes", scores)
     x0 = jnp.asarray(x0)
     per_customer = x0.ndim == 2
