@@ -3,6 +3,7 @@ infinities, strings, floats for counts) with an error that names the function an
 argument; fields swapped after construction are caught where the model is used; empty input
 and odd layers get errors that say what to do (issue 31)."""
 
+import dataclasses
 import math
 
 import equinox as eqx
@@ -15,6 +16,7 @@ from jax.sharding import Mesh
 
 import cakejax as cj
 from cakejax._arguments import count, tolerance
+from cakejax.examples import EXAMPLES
 from cakejax.testing import check_layer
 
 from .helpers import run_python
@@ -398,3 +400,29 @@ def test_derivative_tools_name_a_vector_loss(owner, call):
 def test_optimise_recipes_unknown_option():
     with pytest.raises(TypeError, match=r"optimise_recipes: unknown option\(s\) \['bogus'\]"):
         cj.optimise_recipes(_SCORES, jnp.ones(4), bogus=1)
+
+
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_every_field_swapped_is_named(example):
+    """Each array or module field of every model and layer of the course, swapped with
+    `eqx.tree_at` for a number, `None`, a string, a wrong module or an array of another
+    shape: calling the model raises an error that names the model and the field, or (a
+    swap that is valid: one solver for another) solves or says why it cannot (Picard
+    iteration does not find the repelling fixed point that Newton was given)."""
+    model, inputs = EXAMPLES[example].build()
+    fields = [f.name for f in dataclasses.fields(model) if not f.metadata.get("static", False)]
+    for field in fields:
+        for value in (3.0, None, "x", cj.Picard(), jnp.ones((2, 3))):
+            swapped = eqx.tree_at(
+                lambda m, field=field: getattr(m, field), model, value, is_leaf=lambda x: x is None
+            )
+            if field == "solver" and isinstance(value, cj.AbstractFixedPointSolver):
+                try:  # a valid configuration: it solves, or says why it cannot
+                    swapped(*inputs)
+                except eqx.EquinoxRuntimeError as error:
+                    assert "Picard" in str(error) or "diverged" in str(error), str(error)
+                continue
+            with pytest.raises((TypeError, ValueError)) as info:
+                jax.block_until_ready(swapped(*inputs))
+            text = str(info.value)
+            assert type(model).__name__ in text and f"'{field}'" in text, (field, value, text)

@@ -77,6 +77,14 @@ _EIGHT_DEVICES = textwrap.dedent("""
                 cj.optimise_recipes(jax.tree.map(lambda v: v[:12], scores), x0, mesh=mesh)
             except ValueError as error:
                 print(error)
+    for call in (
+        lambda: cj.customers_from_processes(jax.tree.map(lambda v: v[:12], scores), mesh),
+        lambda: cj.optimise_recipes(jax.tree.map(lambda v: v[:0], scores), x0, mesh=mesh),
+    ):
+        try:
+            call()
+        except ValueError as error:
+            print(error)
 """)
 
 
@@ -95,6 +103,11 @@ def test_eight_devices_give_one_devices_results_and_keep_the_batch_sharded():
         assert line.startswith(
             "optimise_recipes: 12 customers do not split evenly over the mesh's 8 devices"
         ), line
+    # Not JAX's IndivisibleError, nor NumPy's for an empty batch (issue 31).
+    assert lines[4].startswith(
+        "customers_from_processes: 12 customers do not split evenly over the mesh's 8 devices"
+    ), lines[4]
+    assert lines[5].startswith("optimise_recipes: there are no customers"), lines[5]
 
 
 _WORKER = textwrap.dedent("""
