@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 import cakejax as cj
 from cakejax._arguments import count, tolerance
-from cakejax.examples import EXAMPLES
+from cakejax.examples import EXAMPLES, like_problem, tanh_contraction
 from cakejax.testing import check_layer
 
 from .helpers import run_python
@@ -59,6 +59,15 @@ COUNTS = {
     "Newton linear_steps": ("Newton", "linear_steps", lambda v: cj.Newton(linear_steps=v), 1),
     "Implicit restart": ("Implicit", "restart", lambda v: cj.Implicit(restart=v), 1),
     "Phantom terms": ("Phantom", "terms", lambda v: cj.Phantom(terms=v), 1),
+    "LikeModel.init n_features": (
+        "LikeModel.init",
+        "n_features",
+        lambda v: cj.LikeModel.init(jax.random.key(0), v),
+        1,
+    ),
+    "tanh_contraction n": ("tanh_contraction", "n", lambda v: tanh_contraction(v), 1),
+    "like_problem d": ("like_problem", "d", lambda v: like_problem(v), 1),
+    "like_problem cakes": ("like_problem", "cakes", lambda v: like_problem(3, v), 1),
     "customers_from_processes processes": (
         "customers_from_processes",
         "processes",

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _course as course
+from ._arguments import count, tolerance
 from .fixed_point import FixedPoint, Implicit, JacobianFree, Newton, Phantom, Picard
 from .layers import (
     GradientClip,
@@ -201,6 +202,8 @@ def tanh_contraction(n: int, rho: float = 0.5) -> tuple[jax.Array, jax.Array, ja
     r"""$(W, U, \theta)$ of a `TanhCell` on `n` states and $\theta$ of dimension 4, with
     $W = A + A^\top$ symmetric and scaled to spectral radius $\|W\|_2 = \rho$ (the
     contraction's rate near $x = 0$)."""
+    n = count("tanh_contraction", "n", n)
+    rho = tolerance("tanh_contraction", "rho", rho)
     kw, ku, kt = jax.random.split(jax.random.key(0), 3)
     a = jax.random.normal(kw, (n, n))
     w = a + a.T
@@ -212,6 +215,8 @@ def tanh_contraction(n: int, rho: float = 0.5) -> tuple[jax.Array, jax.Array, ja
 def like_problem(d: int, cakes: int = 256) -> tuple[Callable[[jax.Array], jax.Array], jax.Array]:
     """The like model scaled up: `cakes` cakes of `d` features. Returns the loss as a
     function of the weights, and weights to evaluate it at."""
+    d = count("like_problem", "d", d)
+    cakes = count("like_problem", "cakes", cakes)
     kf, kw = jax.random.split(jax.random.key(0))
     features = jax.random.normal(kf, (cakes, d)) / jnp.sqrt(d)
     likes = jax.random.bernoulli(kw, 0.5, (cakes,))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
+from .._arguments import count
 from .._checks import checked
 from .._typing import as_float, as_float_array, Scalar, ScalarLike, TypedModule
 
@@ -85,8 +86,7 @@ class LikeModel(TypedModule):
         - `key`: a JAX PRNG key.
         - `n_features`: the number of features per cake, at least 1.
         """
-        if n_features < 1:
-            raise ValueError(f"LikeModel.init: n_features must be >= 1, got {n_features}.")
+        n_features = count("LikeModel.init", "n_features", n_features)
         _, w_key, b_key = jax.random.split(key, 3)
         dtype = jnp.result_type(float)
         weights = jax.random.normal(w_key, (n_features,), jnp.float32).astype(dtype)
