@@ -48,6 +48,7 @@ with _typechecked:
         customers_from_processes as customers_from_processes,
         optimise_recipes as optimise_recipes,
     )
+    from ._jacobian_penalty import jacobian_penalty as jacobian_penalty
     from .fixed_point import (
         AbstractAdjoint as AbstractAdjoint,
         AbstractFixedPointSolver as AbstractFixedPointSolver,

@@ -103,6 +103,15 @@ def describe(value) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def arrays_of(tree, kind) -> bool:
+    """Whether `tree` has a leaf and every leaf is an array of a dtype of `kind`
+    (`jnp.floating`, `jnp.inexact`)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return bool(leaves) and all(
+        hasattr(a, "dtype") and jnp.issubdtype(a.dtype, kind) for a in leaves
+    )
+
+
 def describe_tree(tree) -> typing.Any:
     """`describe` of every leaf of a PyTree, in its structure (`{'a': 'float32[3]'}`)."""
     return jax.tree_util.tree_map(describe, tree)

@@ -59,7 +59,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import TypeCheckError
 
 from ._arguments import tolerance
-from ._typing import describe, describe_tree
+from ._typing import arrays_of, describe, describe_tree
 
 
 #: The transforms of the table, in its column order.
@@ -275,10 +275,7 @@ def _check_layer_output(layer, args) -> None:
         out = eqx.filter_eval_shape(layer, *args)
     except Exception:  # a layer that cannot be traced: the checks will say which
         out = layer(*args)
-    leaves = jax.tree_util.tree_leaves(out)
-    if not leaves or not all(
-        hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.inexact) for a in leaves
-    ):
+    if not arrays_of(out, jnp.inexact):
         raise TypeError(
             "check_layer: the layer must return an inexact (float or complex) array or a "
             f"PyTree of them, whose derivatives can be checked; it returned "
