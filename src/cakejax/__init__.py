@@ -49,6 +49,10 @@ with _typechecked:
         optimise_recipes as optimise_recipes,
     )
     from ._jacobian_penalty import jacobian_penalty as jacobian_penalty
+    from ._spectral import (
+        spectral_bound as spectral_bound,
+        spectral_normalise as spectral_normalise,
+    )
     from .fixed_point import (
         AbstractAdjoint as AbstractAdjoint,
         AbstractFixedPointSolver as AbstractFixedPointSolver,

@@ -1,0 +1,80 @@
+r"""Spectral normalisation with a guarantee: $W$ scaled so that $\lVert W \rVert_2 \le$ `bound`,
+from an upper bound on $\lVert W \rVert_2$ rather than an estimate."""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ._arguments import count, tolerance
+
+
+def spectral_bound(W: Float[ArrayLike, "rows cols"], *, squarings: int = 8) -> Float[Array, ""]:
+    r"""An upper bound $U \ge \lVert W \rVert_2 = \sigma_1(W)$, differentiable, from the Schatten
+    norm
+
+    $$U = \operatorname{tr}\!\big((W^\top W)^{k}\big)^{1/(2k)}
+    = \Big(\sum_i \sigma_i^{2k}\Big)^{1/(2k)}, \qquad k = 2^{\text{squarings}},$$
+
+    computed by squaring $W^\top W$ (the smaller Gram matrix) `squarings` times, rescaled at
+    each squaring so that nothing overflows. $\sigma_1 \le U \le r^{1/(2k)}\sigma_1$ for a
+    matrix of rank $r$: with the default 8 squarings ($k = 256$) $U$ is within 0.8 % of
+    $\sigma_1$ for $r = 64$ and 1.4 % for $r = 1000$ however the singular values lie, and
+    closer when $\sigma_1$ stands apart (for a random 64 × 64 matrix, within rounding).
+    Cost: `squarings` products of $m \times m$ matrices, $m$ the smaller side; no SVD, no
+    state, no randomness. Measured jitted on 2 CPU cores, value and gradient: 64 × 64
+    113 µs and 248 µs (`jnp.linalg.norm(W, 2)`, an SVD: 171 µs and 416 µs); 128 × 128 496 µs
+    and 1.2 ms (SVD 823 µs and 1.6 ms). Fewer squarings are cheaper and looser (4: 85 µs,
+    0.6 % above $\sigma_1$ at 64 × 64; 2 % at 128 × 128).
+    """
+    squarings = count("spectral_bound", "squarings", squarings, minimum=0)
+    W = jnp.asarray(W)
+    nonzero = jnp.any(W != 0)
+    # U is homogeneous: U(W) = c U(W / c). With c the largest |entry|, the Gram matrix is of
+    # order 1 at any scale of W (1e-12 or 1e12, where W^T W itself would underflow or lose
+    # digits in float32). c, and the rescalings below, cancel exactly, so they carry no
+    # derivative.
+    c = jax.lax.stop_gradient(jnp.max(jnp.abs(W)))
+    c = jnp.where(nonzero, c, jnp.ones_like(c))  # W = 0: U = 0 below
+    V = W / c
+    gram = V.T @ V if V.shape[0] >= V.shape[1] else V @ V.T
+    # log U = sum_j log(s_j) / 2^(j+1) + log(trace) / 2^(squarings+1), s_j the rescaling of
+    # the j-th power: accumulated already divided, so that no large logarithm is rounded.
+    log_u = jnp.zeros((), gram.dtype)
+    for step in range(squarings + 1):
+        largest = jax.lax.stop_gradient(jnp.max(jnp.abs(gram)))
+        largest = jnp.where(nonzero, largest, jnp.ones_like(largest))
+        gram = gram / largest
+        log_u = log_u + jnp.log(largest) / 2.0 ** (step + 1)
+        if step < squarings:
+            gram = gram @ gram
+    # >= 1 (gram is PSD, so its largest entry, 1, is on the diagonal); 1 for W = 0, where
+    # gram is 0 and U is 0 below, so that no log(0) reaches the derivative.
+    trace = jnp.where(nonzero, jnp.trace(gram), 1.0)
+    log_u = log_u + jnp.log(trace) / 2.0 ** (squarings + 1)
+    return jnp.where(nonzero, c * jnp.exp(log_u), 0.0)
+
+
+def spectral_normalise(
+    W: Float[ArrayLike, "rows cols"], bound: float | int = 0.95, *, squarings: int = 8
+) -> Float[Array, "rows cols"]:
+    r"""$W$ scaled so that $\lVert W \rVert_2 \le$ `bound`: $W \cdot \min(1, \text{bound}/U)$,
+    with $U \ge \lVert W \rVert_2$ the upper bound of `spectral_bound`. The guarantee holds
+    (up to rounding), unlike power iteration's estimate, which is below $\lVert W \rVert_2$
+    until it converges; a $W$ with $U \le$ `bound` is returned unchanged. Differentiable (the
+    gradient flows through $U$ where the scaling is active), under `jit`, `vmap` and `grad`.
+
+    A deep-equilibrium map $x \mapsto \sigma(W x + U\theta)$ with a 1-Lipschitz $\sigma$
+    contracts at rate at most `bound` if its $W$ goes through this at every call:
+    `jnp.tanh(cj.spectral_normalise(self.W) @ x + ...)`.
+
+    **Arguments:**
+
+    - `W`: a matrix.
+    - `bound`: the largest allowed spectral norm, $> 0$ (default 0.95).
+    - `squarings`: the bound's accuracy (see `spectral_bound`).
+    """
+    bound = tolerance("spectral_normalise", "bound", bound, positive=True)
+    W = jnp.asarray(W)
+    upper = spectral_bound(W, squarings=squarings)
+    over = upper > bound
+    return W * jnp.where(over, bound / jnp.where(over, upper, 1), 1).astype(W.dtype)
