@@ -53,6 +53,7 @@ with _typechecked:
         spectral_bound as spectral_bound,
         spectral_normalise as spectral_normalise,
     )
+    from ._spectral_radius import spectral_radius as spectral_radius
     from .fixed_point import (
         AbstractAdjoint as AbstractAdjoint,
         AbstractFixedPointSolver as AbstractFixedPointSolver,
