@@ -8,6 +8,25 @@ from jaxtyping import Array, ArrayLike, Float
 from ._arguments import count, tolerance
 
 
+def log_power(M: Float[Array, "k k"], squarings: int) -> tuple[Array, Array, Array]:
+    r"""$M^{2^S}$ ($S$ = `squarings`) by repeated squaring, as $e^{2^S \ell} P$ with $P$ of
+    largest entry 1: returns $(\ell, P, \text{vanished})$, `vanished` where a power is 0. Each
+    power is rescaled by its largest entry and $\ell = \sum_j \log(s_j)/2^j$ accumulated
+    already divided, so that nothing overflows or underflows and no large logarithm is
+    rounded. The scales cancel exactly, so they carry no derivative."""
+    vanished = jnp.asarray(False)
+    log_scale = jnp.zeros((), M.dtype)
+    for step in range(squarings + 1):
+        largest = jax.lax.stop_gradient(jnp.max(jnp.abs(M)))
+        vanished = vanished | (largest == 0)
+        largest = jnp.where(largest > 0, largest, jnp.ones_like(largest))
+        M = M / largest
+        log_scale = log_scale + jnp.log(largest) / 2.0**step
+        if step < squarings:
+            M = M @ M
+    return log_scale, M, vanished
+
+
 def spectral_bound(W: Float[ArrayLike, "rows cols"], *, squarings: int = 8) -> Float[Array, ""]:
     r"""An upper bound $U \ge \lVert W \rVert_2 = \sigma_1(W)$, differentiable, from the Schatten
     norm
@@ -37,20 +56,12 @@ def spectral_bound(W: Float[ArrayLike, "rows cols"], *, squarings: int = 8) -> F
     c = jnp.where(nonzero, c, jnp.ones_like(c))  # W = 0: U = 0 below
     V = W / c
     gram = V.T @ V if V.shape[0] >= V.shape[1] else V @ V.T
-    # log U = sum_j log(s_j) / 2^(j+1) + log(trace) / 2^(squarings+1), s_j the rescaling of
-    # the j-th power: accumulated already divided, so that no large logarithm is rounded.
-    log_u = jnp.zeros((), gram.dtype)
-    for step in range(squarings + 1):
-        largest = jax.lax.stop_gradient(jnp.max(jnp.abs(gram)))
-        largest = jnp.where(nonzero, largest, jnp.ones_like(largest))
-        gram = gram / largest
-        log_u = log_u + jnp.log(largest) / 2.0 ** (step + 1)
-        if step < squarings:
-            gram = gram @ gram
-    # >= 1 (gram is PSD, so its largest entry, 1, is on the diagonal); 1 for W = 0, where
-    # gram is 0 and U is 0 below, so that no log(0) reaches the derivative.
-    trace = jnp.where(nonzero, jnp.trace(gram), 1.0)
-    log_u = log_u + jnp.log(trace) / 2.0 ** (squarings + 1)
+    # U^2 = tr(gram^k)^(1/k), k = 2^squarings.
+    log_u2, power, _ = log_power(gram, squarings)
+    # >= 1 (power is PSD, so its largest entry, 1, is on the diagonal); 1 for W = 0, where
+    # U is 0 below, so that no log(0) reaches the derivative.
+    trace = jnp.where(nonzero, jnp.trace(power), 1.0)
+    log_u = (log_u2 + jnp.log(trace) / 2.0**squarings) / 2
     return jnp.where(nonzero, c * jnp.exp(log_u), 0.0)
 
 

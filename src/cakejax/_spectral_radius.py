@@ -10,26 +10,17 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._arguments import count
+from ._spectral import log_power
 from ._typing import arrays_of, describe_tree
 
 
 def _radius_of_small(H: Float[Array, "k k"], squarings: int) -> Float[Array, ""]:
-    r"""$\rho(H) = \lim_m \lVert H^m \rVert^{1/m}$ (Gelfand), with $m = 2^{\text{squarings}}$:
-    repeated squaring, rescaled at each step and accumulated in logs divided as they go. Real
-    arithmetic throughout, so complex eigenvalue pairs need no complex eigensolver (and
-    nothing is CPU-only, as `jnp.linalg.eigvals` is)."""
-    vanished = jnp.asarray(False)  # some power of H is 0: H is nilpotent, rho(H) = 0
-    log_rho = jnp.zeros((), H.dtype)
-    for step in range(squarings + 1):
-        largest = jax.lax.stop_gradient(jnp.max(jnp.abs(H)))
-        vanished = vanished | (largest == 0)
-        largest = jnp.where(largest > 0, largest, jnp.ones_like(largest))
-        H = H / largest
-        log_rho = log_rho + jnp.log(largest) / 2.0**step
-        if step < squarings:
-            H = H @ H
-    # What is left, ||H_S||^(1/2^S) with an entry 1, is a factor between 1 and k^(1/2^S).
-    norm = jnp.max(jnp.sum(jnp.abs(H), axis=1))
+    r"""$\rho(H) = \lim_m \lVert H^m \rVert^{1/m}$ (Gelfand), with $m = 2^{\text{squarings}}$, in
+    real arithmetic, so complex eigenvalue pairs need no complex eigensolver (and nothing is
+    CPU-only, as `jnp.linalg.eigvals` is). A nilpotent $H$ has a power that vanishes: 0."""
+    log_rho, power, vanished = log_power(H, squarings)
+    # What is left, ||power||^(1/2^S) with an entry 1, is a factor between 1 and k^(1/2^S).
+    norm = jnp.max(jnp.sum(jnp.abs(power), axis=1))
     norm = jnp.where(norm > 0, norm, jnp.ones_like(norm))
     return jnp.where(vanished, 0.0, jnp.exp(log_rho + jnp.log(norm) / 2.0**squarings))
 
