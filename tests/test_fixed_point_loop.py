@@ -2,6 +2,8 @@
 any size, starts far from the answer, weak contractions in float32, maps that rounding makes
 look fixed, messages that name the solver, half precision, and the dense rule's size guard."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -229,10 +231,110 @@ def test_a_batch_says_which_examples_failed(capfd):
     np.testing.assert_allclose(solutions.value[ok], 1 / (1 - a[ok]), rtol=1e-5)
     with pytest.raises(eqx.EquinoxRuntimeError, match="solution.converged says which"):
         jax.vmap(lambda a: solve(a, True))(a)
-    assert "2 of 5 examples failed under jax.vmap (indices [1, 3])" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "2 of 5 examples failed under jax.vmap (indices [1, 3])" in err
+    # The spectral radius where they stopped: |a| for a x + 1, the largest (1.5) named.
+    assert "(example 1, the largest of the failed ones) is 1.5: fn is at or past the edge" in err
     # Nothing is printed when every example converges.
     jax.block_until_ready(jax.vmap(lambda a: solve(a, True))(a[ok]))
     assert "failed" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "a, solver, max_steps, expected",
+    [
+        # Repelling (radius 1.5 at every point): the edge, and the cure for a trained layer.
+        (1.5, cj.Picard(), 256, r"is 1\.5: fn is at or past the edge.*cj\.spectral_normalise"),
+        # Contracting at 0.9 but out of steps: not the cause; about 131 steps per 1e-6.
+        (0.9, cj.Picard(), 5, r"is 0\.9: fn contracts there.*about 131 plain steps"),
+        # A NaN parameter: named as such.
+        (jnp.nan, cj.Anderson(), 256, r"is not finite: .*fn's parameters finite"),
+    ],
+)
+def test_a_failure_names_the_spectral_radius_where_it_stopped(
+    capfd, a, solver, max_steps, expected
+):
+    """Issue 32: a failed solve prints, just before its error, cj.spectral_radius of dfn/dx at
+    the iterate where it stopped (here a x + 1 on 3 states: |a| everywhere), what it means,
+    and, at the edge of contraction, the cure; the error says to look above it."""
+    a = jnp.asarray(a)
+    fp = cj.FixedPoint(lambda x: a * x + 1, solver=solver, max_steps=max_steps)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="spectral radius where the solve stopped"):
+        jax.block_until_ready(fp(jnp.zeros(3)))
+    assert re.search(
+        "FixedPoint: where the solve stopped, the spectral radius of dfn/dx "
+        r"\(cj\.spectral_radius\) " + expected,
+        capfd.readouterr().err,
+    )
+
+
+def test_a_rounding_failure_prints_no_radius(capfd):
+    """The radius is printed for lost steps, divergence and oscillation, not for a residual
+    that rounding fakes (a question of scale, not of contraction)."""
+    with pytest.raises(eqx.EquinoxRuntimeError, match="small at x only through rounding"):
+        jax.block_until_ready(cj.FixedPoint(NO_FIXED_POINT["x + 1 + sin(x)/2"])(jnp.float32(1e9)))
+    assert "spectral radius" not in capfd.readouterr().err
+
+
+def test_anderson_falls_back_to_plain_steps_where_it_stalls(monkeypatch):
+    """Anderson's extrapolation is not globally convergent: on 200 maps tanh(W z + u) with
+    ||W||_2 = 3 (64 states), without its fallback to plain steps it fails on three that plain
+    iteration (Picard) solves. With it (the default), every map Picard solves is solved, and
+    more in all; each answer is a fixed point."""
+    import cakejax.fixed_point._anderson as anderson
+
+    n = 64
+
+    def make(key):
+        kw, ku = jax.random.split(key)
+        W = jax.random.normal(kw, (n, n))
+        return 3.0 * W / jnp.linalg.norm(W, 2), 0.5 * jax.random.normal(ku, (n,))
+
+    W, u = jax.vmap(make)(jax.random.split(jax.random.key(80), 200))
+
+    def solve(solver):
+        def one(W, u):
+            fp = cj.FixedPoint(lambda z: jnp.tanh(W @ z + u), solver=solver, throw=False)
+            return fp.solve(jnp.zeros(n))
+
+        return jax.jit(jax.vmap(one))(W, u)
+
+    picard = np.asarray(solve(cj.Picard()).converged)
+    default = solve(cj.Anderson())
+    ok = np.asarray(default.converged)
+    value = default.value[ok]
+    np.testing.assert_array_less(
+        jnp.max(jnp.abs(jnp.tanh(jnp.einsum("bij,bj->bi", W[ok], value) + u[ok]) - value), 1),
+        1e-5,
+    )
+    monkeypatch.setattr(anderson, "FALLBACK", 10**9)
+    plain_anderson = np.asarray(solve(cj.Anderson()).converged)
+    assert (picard & ~plain_anderson).sum() >= 1  # the case is hard
+    assert not (picard & ~ok).any()
+    assert ok.sum() > plain_anderson.sum()
+
+
+def test_a_failed_layer_gives_nan_without_throw():
+    """Issue 32: with throw=False the layer's output for a failed example is NaN, as its
+    derivative is, so a training loss sees the failure (the iterate of smallest residual
+    gave a finite loss, and after an update with NaN gradients a finite loss over NaN
+    weights); the converged examples are untouched. `solve` keeps the best iterate."""
+    a = jnp.asarray([0.5, 1.5, 0.9])
+
+    def layer(a):
+        return cj.FixedPoint(lambda x: a * x + 1, solver=cj.Picard(), throw=False)(jnp.zeros(2))
+
+    out = jax.vmap(layer)(a)
+    np.testing.assert_allclose(out[0], 2.0, rtol=1e-5)
+    np.testing.assert_allclose(out[2], 10.0, rtol=1e-5)
+    assert np.isnan(out[1]).all()
+    loss, grad = jax.value_and_grad(lambda a: jnp.sum(jax.vmap(layer)(a)))(a)
+    assert np.isnan(loss)
+    assert np.isnan(grad[1]) and np.isfinite(np.asarray(grad)[[0, 2]]).all()
+    # NaN weights: a NaN output, never a finite one.
+    assert np.isnan(layer(jnp.asarray(jnp.nan))).all()
+    best = cj.FixedPoint(lambda x: 1.5 * x + 1, solver=cj.Picard(), throw=False).solve(0.0)
+    assert np.isfinite(best.value) and not bool(best.converged)
 
 
 @settings(max_examples=40, deadline=None)

@@ -67,3 +67,14 @@ def test_bad_arguments():
         cj.spectral_normalise(jnp.ones((2, 2)), -1.0)
     with pytest.raises((TypeError, ValueError), match="spectral_bound.*squarings"):
         cj.spectral_bound(jnp.ones((2, 2)), squarings=True)
+
+
+@pytest.mark.parametrize("n", [3, 64, 100])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_matrix_has_no_finite_bound(n, bad):
+    """A NaN or infinite entry anywhere (64 x 64 and 100 x 100 have 4096 or more entries,
+    where a CPU max drops NaN) gives a non-finite bound, never a finite one; normalising it
+    never gives a finite matrix."""
+    W = jnp.eye(n).at[n // 2, n - 1].set(bad)
+    assert not np.isfinite(cj.spectral_bound(W))
+    assert not np.isfinite(cj.spectral_normalise(W)).all()

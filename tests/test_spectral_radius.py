@@ -86,3 +86,12 @@ def test_bad_arguments():
         cj.spectral_radius(jnp.tanh, jnp.ones(3), steps=0)
     with pytest.raises(TypeError, match="spectral_radius: fn must map x to a state"):
         cj.spectral_radius(lambda x: x[:2], jnp.ones(3))
+
+
+@pytest.mark.parametrize("n", [3, 64, 100])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_jacobian_has_no_finite_radius(n, bad):
+    """A map with a NaN or infinite parameter gave a radius of exactly 1 (the rescaling read
+    NaN as 0); now it is not finite."""
+    W = jnp.eye(n).at[n // 2, n - 1].set(bad) * 0.5
+    assert not np.isfinite(cj.spectral_radius(lambda x: W @ x, jnp.ones(n)))

@@ -17,9 +17,12 @@ def log_power(M: Float[Array, "k k"], squarings: int) -> tuple[Array, Array, Arr
     vanished = jnp.asarray(False)
     log_scale = jnp.zeros((), M.dtype)
     for step in range(squarings + 1):
-        largest = jax.lax.stop_gradient(jnp.max(jnp.abs(M)))
+        # NaN unless every entry is finite (a max over 4096 or more entries can drop NaN on
+        # CPU), and NaN stays NaN: a non-finite M gives a NaN, never a finite, answer.
+        largest = jnp.where(jnp.isfinite(M).all(), jnp.max(jnp.abs(M)), jnp.nan)
+        largest = jax.lax.stop_gradient(largest)
         vanished = vanished | (largest == 0)
-        largest = jnp.where(largest > 0, largest, jnp.ones_like(largest))
+        largest = jnp.where(largest == 0, jnp.ones_like(largest), largest)
         M = M / largest
         log_scale = log_scale + jnp.log(largest) / 2.0**step
         if step < squarings:

@@ -21,7 +21,7 @@ def _radius_of_small(H: Float[Array, "k k"], squarings: int) -> Float[Array, ""]
     log_rho, power, vanished = log_power(H, squarings)
     # What is left, ||power||^(1/2^S) with an entry 1, is a factor between 1 and k^(1/2^S).
     norm = jnp.max(jnp.sum(jnp.abs(power), axis=1))
-    norm = jnp.where(norm > 0, norm, jnp.ones_like(norm))
+    norm = jnp.where(norm == 0, jnp.ones_like(norm), norm)
     return jnp.where(vanished, 0.0, jnp.exp(log_rho + jnp.log(norm) / 2.0**squarings))
 
 

@@ -14,6 +14,12 @@ from ._solver import AbstractFixedPointSolver, Vector
 from ._spd import solve_spd, UNROLLED
 
 
+#: Steps without a new smallest residual after which Anderson gives way to plain steps, and
+#: after which plain steps give way to Anderson again (see the class's docstring).
+FALLBACK = 20
+RETURN = 40
+
+
 class _AndersonState(NamedTuple):
     dx: Float[Array, "m n"] | None  # differences of the last m iterates, a ring buffer (m > 1)
     dg: Float[Array, "m n"] | None  # differences of their residuals g = f(x) - x (m > 1)
@@ -21,6 +27,11 @@ class _AndersonState(NamedTuple):
     x: Vector
     g: Vector
     steps: Int[Array, ""] | None  # steps taken so far, for the ring buffer's slot (m > 1)
+    # The fallback's records (m > 1): the smallest squared residual since the last switch,
+    # and the steps since it was last beaten, k, as k while extrapolating, -1 - k during
+    # plain steps (one carried number: under vmap each carried array costs a kernel a step).
+    best: Float[Array, ""] | None
+    since: Int[Array, ""] | None
 
 
 class Anderson(AbstractFixedPointSolver):
@@ -58,6 +69,22 @@ class Anderson(AbstractFixedPointSolver):
       the step in float32), keeping the least squares well posed when the history becomes
       nearly dependent near convergence. Should the system still be numerically singular
       (a non-finite step), that step falls back to the damped Picard step.
+
+    **Plain steps where extrapolation stalls.** Anderson's extrapolation is not globally
+    convergent: on a strongly nonlinear map its linear model, built from iterates where the
+    Jacobian differs, can wander without converging where plain iteration converges (a
+    deep-equilibrium layer in training, $\tanh(Wz + u)$ with $\|W\|_2 = 1.6$, contracting
+    at 0.76 at its fixed point: Picard converges in 56 steps, Anderson with any history,
+    this one or the textbook's, stalls at a residual of $10^{-2}$ for thousands). After
+    `FALLBACK` (20) steps without a new smallest residual $\|g\|_2$ it takes damped Picard
+    steps, and extrapolates again after `RETURN` (40) steps without one (counted from the
+    switch; plain iteration's residual need not shrink every step either). Chosen on
+    trained DEQ layers, 200 random maps with $\|W\|_2 = 3$ (where it solves every map
+    Picard solves, 188 in all, against 176 without the fallback, at the default 256 steps) and
+    weak contractions at $n = 1000$ (steps unchanged). The ring buffer keeps the last
+    differences whichever steps made them. A scalar state's secant method has no fallback:
+    its one difference is always the last step's, never stale, and the records cost 15 %
+    of a batch of $10^6$ vmapped scalar solves.
     """
 
     history: int = eqx.field(default=20, static=True)
@@ -96,11 +123,27 @@ class Anderson(AbstractFixedPointSolver):
 
     def init(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector) -> _AndersonState:
         m = self._memory(x)
+        g = fx - x
         if m == 1:  # the secant method: the last iterate and residual are all it keeps
-            return _AndersonState(None, None, None, x, fx - x, None)
+            return _AndersonState(None, None, None, x, g, None, None, None)
         zeros = jnp.zeros((m,) + x.shape, x.dtype)
         gram = jnp.zeros((m, m), x.dtype)
-        return _AndersonState(zeros, zeros, gram, x, fx - x, jnp.asarray(0))
+        since = jnp.zeros((), jnp.int32)
+        return _AndersonState(zeros, zeros, gram, x, g, jnp.asarray(0), jnp.vdot(g, g), since)
+
+    @staticmethod
+    def _fallback(g: Vector, best: Float[Array, ""], since: Int[Array, ""]):
+        """Whether this step is plain, and the fallback's new records: a switch between
+        extrapolating and plain steps after FALLBACK (RETURN) steps without a new smallest
+        residual, where the count and the record restart."""
+        residual = jnp.vdot(g, g)
+        plain = since < 0
+        since = jnp.where(plain, -1 - since, since)
+        switch = since >= jnp.where(plain, RETURN, FALLBACK)
+        plain = plain ^ switch
+        since = jnp.where(switch | (residual < best), 0, since + 1)
+        best = jnp.where(switch, residual, jnp.minimum(residual, best))
+        return plain, best, jnp.where(plain, -1 - since, since)
 
     def step(self, f: Callable[[Vector], Vector], x: Vector, fx: Vector, state: _AndersonState):
         m = self._memory(x)
@@ -109,7 +152,14 @@ class Anderson(AbstractFixedPointSolver):
         # The first step is taken from the state `init` saw, so its differences are zero:
         # slots never written hold zeros, and a zero difference is never used (below).
         new_dx, new_dg = x - state.x, g - state.g
-        if state.dx is None or state.dg is None or state.gram is None or state.steps is None:
+        if (
+            state.dx is None
+            or state.dg is None
+            or state.gram is None
+            or state.steps is None
+            or state.best is None
+            or state.since is None
+        ):
             # The secant method (m = 1): the last difference, used once. Elementwise products,
             # as a batched 1 x 1 dot is a loop of tiny products under vmap.
             square = jnp.sum(new_dg * new_dg)
@@ -117,11 +167,13 @@ class Anderson(AbstractFixedPointSolver):
             denominator = jnp.where(used, square + self.regularisation * square, 1)
             gamma = jnp.where(used, jnp.sum(new_dg * g), 0) / denominator
             correction = (new_dx + beta * new_dg) * gamma
-            new_state = _AndersonState(None, None, None, x, g, None)
+            new_state = _AndersonState(None, None, None, x, g, None, None, None)
+            plain = jnp.asarray(False)
         else:
             # The ring buffer's slot written in place (a one-hot select instead, tried for
             # vmap's per-lane slots, measured 7-13 % slower on one n = 1000 solve and no
             # faster on the vmapped DEQ step).
+            plain, best, since = self._fallback(g, state.best, state.since)
             slot = (state.steps - 1) % m
             dx = state.dx.at[slot].set(new_dx)
             dg = state.dg.at[slot].set(new_dg)
@@ -132,8 +184,8 @@ class Anderson(AbstractFixedPointSolver):
             # A difference whose residual did not change (or was never written) carries no
             # information and would make the system singular: it is left out.
             used = diagonal > 0
-            count = jnp.maximum(jnp.sum(used), 1).astype(x.dtype)
-            lam = self.regularisation * jnp.sum(jnp.where(used, diagonal, 0)) / count
+            written = jnp.maximum(jnp.sum(used), 1).astype(x.dtype)
+            lam = self.regularisation * jnp.sum(jnp.where(used, diagonal, 0)) / written
             both = used[:, None] & used[None, :]
             system = jnp.where(both, gram, 0) + jnp.diag(jnp.where(used, lam, 1))
             rhs = jnp.where(used, dg @ g, 0)
@@ -146,9 +198,9 @@ class Anderson(AbstractFixedPointSolver):
             else:
                 gamma = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(system), rhs)
             correction = (dx + beta * dg).T @ gamma
-            new_state = _AndersonState(dx, dg, gram, x, g, state.steps + 1)
+            new_state = _AndersonState(dx, dg, gram, x, g, state.steps + 1, best, since)
         x_new = x + beta * g - correction
         # A history too dependent for the regularisation gives a non-finite step: take the
         # plain (damped Picard) step instead, which the loop's own checks then judge.
-        x_new = jnp.where(jnp.isfinite(x_new).all(), x_new, x + beta * g)
+        x_new = jnp.where(jnp.isfinite(x_new).all() & ~plain, x_new, x + beta * g)
         return x_new, new_state

@@ -16,7 +16,7 @@ from .._arguments import count, tolerance
 from .._autodiff import close_over_tracers
 from .._programs import bounded_jit
 from .._typing import describe, describe_tree, static_float
-from ._adjoint import AbstractAdjoint, Implicit
+from ._adjoint import AbstractAdjoint, Implicit, nan_unless
 from ._anderson import Anderson
 from ._results import converged, FixedPointResult
 from ._rule import Config, fixed_point, in_working, result_from_code, working, working_rtol
@@ -29,7 +29,7 @@ class FixedPointSolution(eqx.Module):
     **Fields:**
 
     - `value`: the fixed point $x^\star$ (on failure with `throw=False`, the iterate of
-      smallest residual).
+      smallest residual; the layer's `__call__` returns NaN there).
     - `residual`: the true residual of `value`, $\max_i |f(x)_i - x_i|$.
     - `steps`: the forward solver's iterations (each one evaluation of `fn`; Newton's also
       linearise it and run GMRES).
@@ -117,9 +117,13 @@ class FixedPoint(eqx.Module):
     derivative at a non-isolated fixed point (singular $I - \partial_x f$, whatever the
     right-hand side), raise `equinox.EquinoxRuntimeError` by default (`eqx.error_if`, eagerly
     and under jit), with advice for the solver in use. Under `jax.vmap` the error is raised
-    if any example fails; with `throw=False` nothing is raised: `solve` reports each
-    example's `result` (so `solution.converged` marks the converged ones) and
-    derivatives of failed solves (each element, under vmap) are NaN.
+    if any example fails, and a line printed just before the error says how many and which,
+    and the spectral radius of $\partial_x f$ where the solve stopped (at 1 or more, `fn` no
+    longer contracts there: in training, what the guide's "Keeping it contracting" cures).
+    With `throw=False` nothing is raised: `solve` reports each example's `result` (so
+    `solution.converged` marks the converged ones), while the layer's output and the
+    derivatives of failed solves (each element, under vmap) are NaN, so that a training loss
+    shows the failure.
 
     **Fields:**
 
@@ -239,5 +243,15 @@ class FixedPoint(eqx.Module):
         return FixedPointSolution(value, residual, steps, result, steps_back, residual_back)
 
     def __call__(self, x0: PyTree[Float[ArrayLike, "..."]]) -> PyTree[Float[Array, "..."]]:
-        """**Arguments:** `x0`, the initial state. **Returns:** the fixed point $x^\\star$."""
-        return self.solve(x0).value
+        """**Arguments:** `x0`, the initial state. **Returns:** the fixed point $x^\\star$.
+
+        With `throw=False`, a failed solve (each failed example, under `jax.vmap`) returns
+        NaN, as its derivative does: a loss computed from it is NaN, which a training loop
+        sees, where the iterate of smallest residual would give a finite loss that hides
+        the failure (and, after an update with NaN gradients, a finite loss over NaN
+        weights). `solve` returns that iterate, with its `result`."""
+        solution = self.solve(x0)
+        if self.throw:
+            return solution.value
+        ok = solution.converged
+        return jax.tree_util.tree_map(lambda v: v * nan_unless(ok, v.dtype), solution.value)

@@ -51,9 +51,10 @@ class FixedPointResult(eqx.Enumeration):
 
 #: Appended to every failure raised by the forward solve.
 VMAP_HINT = (
-    " (Under jax.vmap this is raised if any example fails, with one failed example's message; "
-    "the line printed above it says how many failed and which; with throw=False, "
-    "solution.converged says which did.)"
+    " (The line printed above this error gives fn's spectral radius where the solve stopped. "
+    "Under jax.vmap this is raised if any example fails, with one failed example's message; "
+    "the line above says how many failed and which; with throw=False, solution.converged "
+    "says which did.)"
 )
 
 

@@ -10,7 +10,7 @@ from jaxtyping import Array, Int
 
 from ._adjoint import AbstractAdjoint, nan_unless
 from ._loop import floor_tolerance, iterate
-from ._report import failed_examples
+from ._report import report_failures
 from ._results import converged, FixedPointResult, messages
 from ._solver import AbstractFixedPointSolver
 
@@ -81,7 +81,16 @@ def fixed_point(fn, x0, *, config: Config):
     x = forward.value.astype(dtype)
     code = result_code(forward.result)
     if config.throw:
-        failed = failed_examples(~converged(forward.result))
+        # The map with its arrays as explicit arguments, for the failure report's batching
+        # rule (which of them vary over a vmapped batch).
+        params, static = eqx.partition(fn, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+
+        def g(v, *leaves):
+            f = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
+            return in_working(flat_map(f, unravel), dtype)(v)
+
+        failed = report_failures(~converged(forward.result), code, forward.value, g, tuple(leaves))
         x = eqx.branched_error_if(x, failed, code, messages(config.solver.advice))
     return unravel(x), forward.residual.astype(dtype), forward.steps, code
 
