@@ -278,9 +278,10 @@ def test_a_rounding_failure_prints_no_radius(capfd):
 
 def test_anderson_falls_back_to_plain_steps_where_it_stalls(monkeypatch):
     """Anderson's extrapolation is not globally convergent: on 200 maps tanh(W z + u) with
-    ||W||_2 = 3 (64 states), without its fallback to plain steps it fails on three that plain
-    iteration (Picard) solves. With it (the default), every map Picard solves is solved, and
-    more in all; each answer is a fixed point."""
+    ||W||_2 = 3 (64 states), Anderson(history=20) without its fallback to plain steps fails
+    on three that plain iteration (Picard) solves. With it, every map Picard solves is
+    solved, and more in all; each answer is a fixed point. (These maps are the adversarial
+    end: the default history of a 64-element state, 4, solves 134 of them.)"""
     import cakejax.fixed_point._anderson as anderson
 
     n = 64
@@ -300,7 +301,7 @@ def test_anderson_falls_back_to_plain_steps_where_it_stalls(monkeypatch):
         return jax.jit(jax.vmap(one))(W, u)
 
     picard = np.asarray(solve(cj.Picard()).converged)
-    default = solve(cj.Anderson())
+    default = solve(cj.Anderson(history=20))
     ok = np.asarray(default.converged)
     value = default.value[ok]
     np.testing.assert_array_less(
@@ -308,7 +309,7 @@ def test_anderson_falls_back_to_plain_steps_where_it_stalls(monkeypatch):
         1e-5,
     )
     monkeypatch.setattr(anderson, "FALLBACK", 10**9)
-    plain_anderson = np.asarray(solve(cj.Anderson()).converged)
+    plain_anderson = np.asarray(solve(cj.Anderson(history=20)).converged)
     assert (picard & ~plain_anderson).sum() >= 1  # the case is hard
     assert not (picard & ~ok).any()
     assert ok.sum() > plain_anderson.sum()

@@ -14,6 +14,12 @@ from ._solver import AbstractFixedPointSolver, Vector
 from ._spd import solve_spd, UNROLLED
 
 
+#: The default history: `HISTORY` differences for states of more than `SMALL_STATE` elements,
+#: `SMALL_HISTORY` (solved by the unrolled elimination) up to it.
+HISTORY = 20
+SMALL_HISTORY = UNROLLED
+SMALL_STATE = 256
+
 #: Steps without a new smallest residual after which Anderson gives way to plain steps, and
 #: after which plain steps give way to Anderson again (see the class's docstring).
 FALLBACK = 20
@@ -58,12 +64,20 @@ class Anderson(AbstractFixedPointSolver):
 
     **Arguments:**
 
-    - `history`: $m$, the number of past iterates used (default 20: on weak contractions,
-      $\rho \ge 0.99$, it needs a fifth of Picard's steps where 5 needs a third), at most
-      the state's size $n$ (more differences than $n$ are linearly dependent): a scalar
-      state gets the secant method, exact in two steps on an affine map such as the course's
-      dough. The Gram matrix $\Delta G^\top \Delta G$ is kept and one row and column updated
-      a step ($O(m\,n)$, not $O(m^2 n)$).
+    - `history`: $m$, the number of past iterates used, at most the state's size $n$ (more
+      differences than $n$ are linearly dependent): a scalar state gets the secant method,
+      exact in two steps on an affine map such as the course's dough. The Gram matrix
+      $\Delta G^\top \Delta G$ is kept and one row and column updated a step ($O(m\,n)$,
+      not $O(m^2 n)$). By default (`None`) 20 for states of more than `SMALL_STATE` (256)
+      elements, 4 up to it. A long history saves steps on weak contractions ($n = 1000$,
+      $\rho \ge 0.99$: a fifth of Picard's steps where 5 needs a third), where a step's cost
+      is the map's. A small state is the deep-equilibrium layer's, solved per example under
+      `vmap`: there the $m \times m$ least squares is the step's cost (LAPACK once per lane
+      beyond 4 differences, an unrolled elimination up to 4), and 4 differences take at most
+      twice the steps of 20 (n = 256, $\rho = 0.999$: 74 against 36; at $\rho \le 0.9$ and
+      n = 64, 27 against 21) at a fifth of the cost a step: a 64-unit DEQ's train step after
+      300 steps of training with `spectral_normalise`, 3.9 ms against 11.9 ms with 20
+      (Picard 3.7 ms, optimistix 3.6 ms).
     - `damping`: $\beta \in (0, 1]$ (default 1).
     - `regularisation`: the relative Tikhonov weight (default `1e-8`: small enough not to bias
       the step in float32), keeping the least squares well posed when the history becomes
@@ -87,7 +101,7 @@ class Anderson(AbstractFixedPointSolver):
     of a batch of $10^6$ vmapped scalar solves.
     """
 
-    history: int = eqx.field(default=20, static=True)
+    history: int | None = eqx.field(default=None, static=True)
     damping: float = eqx.field(
         default=1.0, static=True, converter=static_float("Anderson", "damping")
     )
@@ -96,7 +110,8 @@ class Anderson(AbstractFixedPointSolver):
     )
 
     def check(self):
-        count("Anderson", "history", self.history)
+        if self.history is not None:
+            count("Anderson", "history", self.history)
         tolerance("Anderson", "damping", self.damping, positive=True, at_most=1)
         tolerance("Anderson", "regularisation", self.regularisation)
 
@@ -112,9 +127,14 @@ class Anderson(AbstractFixedPointSolver):
         }.get(outcome, "")
 
     def _memory(self, x: Vector) -> int:
-        """The history used: at most the state's size (beyond it the differences are
+        """The history used: `history`, or by default `HISTORY` beyond `SMALL_STATE` elements
+        and `SMALL_HISTORY` up to it; at most the state's size (beyond it the differences are
         dependent; a scalar state gets the secant method)."""
-        return min(self.history, x.shape[0])
+        n = x.shape[0]
+        history = self.history
+        if history is None:
+            history = HISTORY if n > SMALL_STATE else SMALL_HISTORY
+        return min(history, n)
 
     def plain_damping(self, x: Vector) -> float | None:
         # Beyond UNROLLED differences a step's history and least squares cost several Picard

@@ -15,6 +15,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 from .._arguments import count, tolerance
 from .._autodiff import close_over_tracers
 from .._programs import bounded_jit
+from .._spectral_radius import spectral_radius as estimate_radius
 from .._typing import describe, describe_tree, static_float
 from ._adjoint import AbstractAdjoint, Implicit, nan_unless
 from ._anderson import Anderson
@@ -40,6 +41,12 @@ class FixedPointSolution(eqx.Module):
       dense: 1, one LU solve; JacobianFree/Phantom: their terms), and its true relative residual
       $\|c - (I - J)^\top u\|_\infty / \|c\|_\infty$ (for an approximate adjoint, how far it
       is from the exact derivative); otherwise `None`.
+    - `spectral_radius`: when `solve` was asked for it, `cj.spectral_radius` of
+      $\partial f/\partial x$ at `value` (20 Arnoldi steps): the rate at which the iteration
+      contracts there, and how far the layer is from losing its fixed point. Log it during
+      training; from 0.95 (the threshold a failed solve's report uses) the layer is at the
+      edge of contraction, where solves slow down and then fail: keep it down with
+      `cj.spectral_normalise` or `cj.jacobian_penalty`. Otherwise `None`.
 
     **Property:** `converged`, whether `result` is `successful` or `floating_point_floor`
     (an array of them under `jax.vmap`).
@@ -51,6 +58,7 @@ class FixedPointSolution(eqx.Module):
     result: FixedPointResult
     backward_steps: Int[Array, ""] | None = None
     backward_residual: Float[Array, ""] | None = None
+    spectral_radius: Float[Array, ""] | None = None
 
     @property
     def converged(self) -> Bool[Array, "*batch"]:
@@ -205,6 +213,8 @@ class FixedPoint(eqx.Module):
         self,
         x0: PyTree[Float[ArrayLike, "..."]],
         cotangent: PyTree[Float[ArrayLike, "..."]] | None = None,
+        *,
+        spectral_radius: bool = False,
     ) -> FixedPointSolution:
         r"""Solves from `x0`; returns a `FixedPointSolution`.
 
@@ -215,6 +225,9 @@ class FixedPoint(eqx.Module):
         - `cotangent`: optional, a PyTree like the state. If given, the reverse-mode system
           $(I - \partial f/\partial x)^\top u = c$ at $x^\star$ is solved as `adjoint` would in
           `jax.grad`, and its iterations and residual are reported.
+        - `spectral_radius`: if `True`, the solution carries the spectral radius of
+          $\partial f/\partial x$ at the fixed point (20 Jacobian-vector products; see
+          `FixedPointSolution`). Not differentiated.
         """
         if _CHECKED.get(id(self)) is not self:  # once per instance (see `_CHECKED`)
             self.check()
@@ -223,7 +236,13 @@ class FixedPoint(eqx.Module):
         self._check_state(x0)
         fn = close_over_tracers(self.fn, x0)
         value, residual, steps, code = _compiled_fixed_point(fn, x0, self._config())
-        solution = FixedPointSolution(value, residual, steps, result_from_code(code))
+        radius = None
+        if spectral_radius:
+            frozen = jax.lax.stop_gradient((eqx.filter(fn, eqx.is_array), value))
+            radius = estimate_radius(eqx.combine(frozen[0], fn), frozen[1])
+        solution = FixedPointSolution(
+            value, residual, steps, result_from_code(code), spectral_radius=radius
+        )
         if cotangent is None:
             return solution
         cotangent = jax.tree_util.tree_map(jnp.asarray, cotangent)
@@ -240,7 +259,7 @@ class FixedPoint(eqx.Module):
         )
         if self.throw:
             residual_back = FixedPointResult.singular.error_if(residual_back, ~ok)
-        return FixedPointSolution(value, residual, steps, result, steps_back, residual_back)
+        return FixedPointSolution(value, residual, steps, result, steps_back, residual_back, radius)
 
     def __call__(self, x0: PyTree[Float[ArrayLike, "..."]]) -> PyTree[Float[Array, "..."]]:
         """**Arguments:** `x0`, the initial state. **Returns:** the fixed point $x^\\star$.
