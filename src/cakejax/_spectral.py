@@ -17,16 +17,18 @@ def log_power(M: Float[Array, "k k"], squarings: int) -> tuple[Array, Array, Arr
     vanished = jnp.asarray(False)
     log_scale = jnp.zeros((), M.dtype)
     for step in range(squarings + 1):
-        # NaN unless every entry is finite (a max over 4096 or more entries can drop NaN on
-        # CPU), and NaN stays NaN: a non-finite M gives a NaN, never a finite, answer.
-        largest = jnp.where(jnp.isfinite(M).all(), jnp.max(jnp.abs(M)), jnp.nan)
-        largest = jax.lax.stop_gradient(largest)
+        largest = jax.lax.stop_gradient(jnp.max(jnp.abs(M)))
         vanished = vanished | (largest == 0)
+        # Only an exact 0 is replaced: NaN stays NaN.
         largest = jnp.where(largest == 0, jnp.ones_like(largest), largest)
         M = M / largest
         log_scale = log_scale + jnp.log(largest) / 2.0**step
         if step < squarings:
             M = M @ M
+    # A non-finite entry anywhere reaches the last power (a product spreads NaN, and an
+    # infinity becomes NaN through the rescaling), though a max over 4096 or more entries
+    # can drop NaN on CPU: one test of the last power makes the answer NaN, never finite.
+    log_scale = jnp.where(jnp.isfinite(M).all(), log_scale, jnp.nan)
     return log_scale, M, vanished
 
 
