@@ -496,3 +496,139 @@ class DEQFirstCall(Suite):
 
     time_compile_train_step.number = 1
     time_compile_train_step.repeat = (1, 3, 10.0)
+
+
+# --- issue 32: keeping a deep-equilibrium model contracting ---------------------------------
+
+#: The Jacobian penalty's weight in the loss (the guide's worked example).
+PENALTY = 0.1
+
+
+class ContractingDEQ(eqx.Module):
+    """z* = tanh(Ŵ z* + U x + c), logits = V z* + d, with Ŵ = W as it is (`keep="none"`) or
+    `cj.spectral_normalise(W)`; the fixed point by cakejax's defaults or optimistix (Picard,
+    default ImplicitAdjoint). Returns the logits and z*, for the Jacobian penalty."""
+
+    W: jax.Array
+    U: jax.Array
+    c: jax.Array
+    V: jax.Array
+    d: jax.Array
+    keep: str = eqx.field(static=True)
+    impl: str = eqx.field(static=True)
+
+    def cell(self, x):
+        W = cj.spectral_normalise(self.W) if self.keep == "spectral_normalise" else self.W
+        return eqx.Partial(lambda z, W, u: jnp.tanh(W @ z + u), W=W, u=self.U @ x + self.c)
+
+    def __call__(self, x):
+        cell = self.cell(x)
+        z0 = jnp.zeros(self.W.shape[0], x.dtype)
+        if self.impl == "cakejax":
+            z = cj.FixedPoint(cell)(z0)
+        else:
+            z = optx.fixed_point(lambda z, _: cell(z), optx.FixedPointIteration(1e-6, 1e-6), z0,
+                                 max_steps=PEER_MAX_STEPS).value
+        return self.V @ z + self.d, z
+
+
+def contracting_deq(keep: str, impl: str = "cakejax") -> ContractingDEQ:
+    """The DEQ benchmark's initial weights (‖W‖₂ = 0.5), kept contracting by `keep`."""
+    m = init_deq("cakejax")
+    return ContractingDEQ(m.W, m.U, m.c, m.V, m.d, keep, impl)
+
+
+def contracting_step_fn(tx, penalty: float):
+    """An adam step on cross-entropy plus `penalty` times the mean Hutchinson estimate of
+    ‖∂cell/∂z‖_F² at each example's fixed point (one probe an example)."""
+
+    def loss(model, x, y, key):
+        logits, z = jax.vmap(model)(x)
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        if penalty:
+            keys = jax.random.split(key, x.shape[0])
+            jac = jax.vmap(lambda x, z, k: cj.jacobian_penalty(model.cell(x), z, key=k))(
+                x, z, keys)
+            value = value + penalty * jnp.mean(jac)
+        return value
+
+    def step(model, opt_state, x, y, key):
+        value, grads = eqx.filter_value_and_grad(loss)(model, x, y, key)
+        updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, value
+
+    return step
+
+
+#: How each DEQContraction variant is built: what keeps W contracting, and the penalty.
+CONTRACTION_SETTINGS = {
+    "none": ("none", 0.0),
+    "spectral_normalise": ("spectral_normalise", 0.0),
+    "jacobian_penalty": ("none", PENALTY),
+}
+
+
+class DEQContraction(Suite):
+    """The cost of keeping the DEQ contracting: its train step (64 units, batch 128, cakejax
+    defaults, steady state) with W as it is, through `cj.spectral_normalise`, or with
+    `cj.jacobian_penalty` (one probe an example, weight 0.1) added to the loss. At the
+    initial weights ‖W‖₂ = 0.5, so the normalisation leaves W as it is and every variant
+    solves the same fixed points: the difference is the tools' own cost."""
+
+    params = (list(CONTRACTION_SETTINGS),)
+    param_names = ("setting",)
+
+    def setup(self, setting):
+        (x, y), _ = digits()
+        keep, penalty = CONTRACTION_SETTINGS[setting]
+        model = contracting_deq(keep)
+        tx = optax.adam(3e-3)
+        self.args = (model, tx.init(eqx.filter(model, eqx.is_array)), x[:BATCH], y[:BATCH],
+                     jax.random.key(0))
+        self.step = compiled(("contraction", setting),
+                             lambda: eqx.filter_jit(contracting_step_fn(tx, penalty)))
+        jax.block_until_ready(self.step(*self.args))
+
+    def time_train_step(self, setting):
+        jax.block_until_ready(self.step(*self.args))
+
+
+def train_contracting(keep: str, impl: str, penalty: float, steps: int = TRAINED_STEPS):
+    """`steps` adam steps (lr 3e-3, batch 128) from `contracting_deq`; the test accuracy."""
+    (x, y), test = digits()
+    model = contracting_deq(keep, impl)
+    tx = optax.adam(3e-3)
+    opt_state = tx.init(eqx.filter(model, eqx.is_array))
+    step = eqx.filter_jit(contracting_step_fn(tx, penalty))
+    key = jax.random.key(1)
+    for _ in range(steps):
+        key, pick, probe = jax.random.split(key, 3)
+        idx = jax.random.choice(pick, len(y), (BATCH,), replace=False)
+        model, opt_state, _ = step(model, opt_state, x[idx], y[idx], probe)
+    logits, _ = jax.vmap(model)(test[0])
+    return float(jnp.mean(jnp.argmax(logits, axis=1) == test[1]))
+
+
+class DEQContractionAccuracy(Suite):
+    """Test accuracy after 300 adam steps of the DEQ kept contracting by
+    `cj.spectral_normalise`, alone or with `cj.jacobian_penalty` (weight 0.1), by cakejax's
+    defaults, against the same model and training on optimistix (trained once each, in
+    `setup_cache`)."""
+
+    params = (["cakejax", "cakejax + penalty", "optimistix"],)
+    param_names = ("impl",)
+    timeout = 600
+
+    def setup_cache(self):
+        return {
+            "cakejax": train_contracting("spectral_normalise", "cakejax", 0.0),
+            "cakejax + penalty": train_contracting("spectral_normalise", "cakejax", PENALTY),
+            "optimistix": train_contracting("spectral_normalise", "optimistix", 0.0),
+        }
+
+    setup_cache.timeout = 900
+
+    def track_test_accuracy(self, accuracies, impl):
+        return accuracies[impl]
+
+    track_test_accuracy.unit = "fraction"

@@ -218,6 +218,45 @@ def _fixed_point_rows():
     return rows
 
 
+def _contraction_rows():
+    """Issue 32: what keeping a DEQ contracting costs, its accuracy, and the monitor."""
+    step = "bench_fixed_point.DEQContraction.time_train_step"
+    return [
+        _ratio(
+            "DEQ train step, W through spectral_normalise / W as it is",
+            step,
+            {"setting": "spectral_normalise"},
+            {"setting": "none"},
+            ("<=", 1.1),
+        ),
+        _ratio(
+            "DEQ train step, with jacobian_penalty (one probe) / without",
+            step,
+            {"setting": "jacobian_penalty"},
+            {"setting": "none"},
+            ("<=", 1.3),
+        ),
+        _ratio(
+            "DEQ kept contracting by spectral_normalise, test accuracy after 300 steps: "
+            "cakejax / optimistix",
+            "bench_fixed_point.DEQContractionAccuracy.track_test_accuracy",
+            {"impl": "cakejax"},
+            {"impl": "optimistix"},
+            (">=", 1.0),
+        ),
+        *(
+            _ratio(
+                f"spectral_radius (20 Arnoldi steps), n = {n}: cakejax / dense eigvals",
+                "bench_spectral.SpectralRadius.time_radius",
+                {"method": "arnoldi"},
+                {"method": "eigvals"},
+                n=n,
+            )
+            for n in (64, 1000)
+        ),
+    ]
+
+
 def _batch_rows():
     """The N = 10⁶ rows of `bench_batch` for the models with a course peer in the old rows."""
     rows = []
@@ -417,6 +456,7 @@ RATIOS = [
     ),
     *_batch_rows(),
     *_fixed_point_rows(),
+    *_contraction_rows(),
     _ratio(
         "hvp / grad, d = 4096",
         "bench_scaling.HvpVsGrad.time_steady_state",
