@@ -78,3 +78,35 @@ def test_a_non_finite_matrix_has_no_finite_bound(n, bad):
     W = jnp.eye(n).at[n // 2, n - 1].set(bad)
     assert not np.isfinite(cj.spectral_bound(W))
     assert not np.isfinite(cj.spectral_normalise(W)).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 9),
+    squarings=st.integers(0, 3),
+    scale=st.sampled_from([1e-6, 1.0, 1e6]),
+    seed=st.integers(0, 2**16),
+)
+def test_closed_form_derivative_is_the_definitions(rows, cols, squarings, scale, seed):
+    """The bound's JVP rule (V G^(k-1) / tr(G^k), from the powers the value squared) equals
+    the derivative of its definition tr((W^T W)^k)^(1/(2k)), k = 2^squarings, written out
+    with a matrix power and differentiated by JAX, tall and wide, at any scale (float64)."""
+    with jax.enable_x64(True):
+        W = scale * jax.random.normal(jax.random.key(seed), (rows, cols), jnp.float64)
+        k = 2**squarings
+
+        def definition(W):
+            return jnp.trace(jnp.linalg.matrix_power(W.T @ W, k)) ** (1 / (2 * k))
+
+        tangent = jax.random.normal(jax.random.key(seed + 1), W.shape, jnp.float64)
+        ours = jax.jvp(lambda W: cj.spectral_bound(W, squarings=squarings), (W,), (tangent,))
+        exact = jax.jvp(definition, (W,), (tangent,))
+        np.testing.assert_allclose(ours[0], exact[0], rtol=1e-10)
+        np.testing.assert_allclose(ours[1], exact[1], rtol=1e-8, atol=1e-12 * float(exact[0]))
+        np.testing.assert_allclose(
+            jax.grad(lambda W: cj.spectral_bound(W, squarings=squarings))(W),
+            jax.grad(definition)(W),
+            rtol=1e-8,
+            atol=1e-12,
+        )
