@@ -47,11 +47,11 @@ must follow the derivative, $g(x + h) - g(x) \approx (\partial f/\partial x - I)
 derivative predicts a change far above rounding and the residual does not follow it, the
 outcome is `rounding`, not converged. One evaluation and one Jacobian-vector product a solve.
 
-**A plain phase** (for solvers that ask for one, `plain_damping`: Anderson with a long
-history) runs damped Picard steps with the same convergence test and no other records while
-each shrinks the residual at least `SWITCH`-fold, then hands the iterate, the one before and
-the slope to the main loop, which starts its records there (the best iterate is the one
-before if the last step was too slow).
+**A plain phase** (for solvers that ask for one, `plain_damping`: Anderson with a history
+shorter than the state) runs damped Picard steps with the same convergence test and no other
+records while each shrinks the residual at least `SWITCH`-fold, then hands the iterate, the
+one before and the slope to the main loop, which starts its records there (the best iterate
+is the one before if the last step was too slow).
 
 The carry holds three state vectors (the iterate, its image, the best iterate) and scalars;
 everything else is computed within a step.
