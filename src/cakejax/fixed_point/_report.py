@@ -8,9 +8,10 @@ example failed, prints to stderr just before the error is raised:
 - under `jax.vmap`, "k of B examples failed (indices ...)" (its batching rule sees the whole
   batch);
 - for a solve that ran out of steps, diverged or oscillated, the spectral radius $\rho$ of
-  $\partial f/\partial x$ where it stopped (estimated by `growth_rate`), and what it means: at
-  $\rho \ge 1$ the map does not contract there, which is how a deep-equilibrium model fails
-  once training has made its layer expansive, and the message names the cure.
+  $\partial f/\partial x$ where it stopped (the first such example's, estimated by
+  `growth_rate`), and what it means: from `EDGE` (0.95) the map is at or past the edge of
+  contraction, which is how a deep-equilibrium model fails once training has made its layer
+  expansive, and the message names the cure.
 
 The radius is computed inside a `lax.cond` whose predicate is a single boolean (the whole
 batch's "any failed", under `vmap`), so a solve that converges pays nothing at run time:
@@ -45,7 +46,7 @@ _CONTRACTION_OUTCOMES = ("max_steps_reached", "diverged", "oscillating")
 #: 1.016 at the fixed point). The guide's warning threshold for `cj.spectral_radius`.
 EDGE = 0.95
 
-#: The cure for a layer that stopped contracting, printed with a radius of at least 1.
+#: The cure for a layer that stopped contracting, printed with a radius of at least `EDGE`.
 CURE = (
     "If fn is a trained layer (a deep-equilibrium model), training has made it expansive: "
     "keep it contracting with cj.spectral_normalise on the weight that multiplies the state "
