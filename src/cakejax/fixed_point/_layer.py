@@ -126,8 +126,9 @@ class FixedPoint(eqx.Module):
     right-hand side), raise `equinox.EquinoxRuntimeError` by default (`eqx.error_if`, eagerly
     and under jit), with advice for the solver in use. Under `jax.vmap` the error is raised
     if any example fails, and a line printed just before the error says how many and which,
-    and the spectral radius of $\partial_x f$ where the solve stopped (at 1 or more, `fn` no
-    longer contracts there: in training, what the guide's "Keeping it contracting" cures).
+    and the spectral radius of $\partial_x f$ where the solve stopped (from 0.95, `fn` is at
+    or past the edge of contraction there: in training, what the guide's "Keeping it
+    contracting" cures).
     With `throw=False` nothing is raised: `solve` reports each example's `result` (so
     `solution.converged` marks the converged ones), while the layer's output and the
     derivatives of failed solves (each element, under vmap) are NaN, so that a training loss
