@@ -89,15 +89,15 @@ def test_a_non_finite_matrix_has_no_finite_bound(n, bad):
     seed=st.integers(0, 2**16),
 )
 def test_closed_form_derivative_is_the_definitions(rows, cols, squarings, scale, seed):
-    """The bound's JVP rule (V G^(k-1) / tr(G^k), from the powers the value squared) equals
-    the derivative of its definition tr((W^T W)^k)^(1/(2k)), k = 2^squarings, written out
+    """The bound's JVP rule (V G^k / tr(G^(k+1)), from the power the value computed) equals
+    the derivative of its definition tr((W^T W)^(k+1))^(1/(2k+2)), k = 2^squarings, written out
     with a matrix power and differentiated by JAX, tall and wide, at any scale (float64)."""
     with jax.enable_x64(True):
         W = scale * jax.random.normal(jax.random.key(seed), (rows, cols), jnp.float64)
         k = 2**squarings
 
         def definition(W):
-            return jnp.trace(jnp.linalg.matrix_power(W.T @ W, k)) ** (1 / (2 * k))
+            return jnp.trace(jnp.linalg.matrix_power(W.T @ W, k + 1)) ** (1 / (2 * k + 2))
 
         tangent = jax.random.normal(jax.random.key(seed + 1), W.shape, jnp.float64)
         ours = jax.jvp(lambda W: cj.spectral_bound(W, squarings=squarings), (W,), (tangent,))

@@ -18,7 +18,7 @@ def _radius_of_small(H: Float[Array, "k k"], squarings: int) -> Float[Array, ""]
     r"""$\rho(H) = \lim_m \lVert H^m \rVert^{1/m}$ (Gelfand), with $m = 2^{\text{squarings}}$, in
     real arithmetic, so complex eigenvalue pairs need no complex eigensolver (and nothing is
     CPU-only, as `jnp.linalg.eigvals` is). A nilpotent $H$ has a power that vanishes: 0."""
-    log_rho, power, vanished, _ = log_power(H, squarings)
+    log_rho, power, vanished = log_power(H, squarings)
     # What is left, ||power||^(1/2^S) with an entry 1, is a factor between 1 and k^(1/2^S).
     norm = jnp.max(jnp.sum(jnp.abs(power), axis=1))
     norm = jnp.where(norm == 0, jnp.ones_like(norm), norm)
