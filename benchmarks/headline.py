@@ -23,21 +23,38 @@ import json
 import math
 import pathlib
 import platform
+import typing
 from importlib import metadata
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _ratio(label, benchmark, numerator, denominator, target=None, **common):
+class Row(typing.NamedTuple):
+    """A headline row: `numerator` over `denominator`, each a (benchmark, parameters) (the
+    backend is added per column), its target as (comparison, bound) or None, and `slower`,
+    the way the ratio moves when cakejax gets slower: "up" where cakejax's program is the
+    numerator, "down" where it is the denominator."""
+
+    label: str
+    numerator: tuple[str, dict]
+    denominator: tuple[str, dict]
+    target: tuple[str, float] | None
+    slower: str
+
+
+def _ratio(label, benchmark, numerator, denominator, target=None, slower=None, **common):
     """One row: `benchmark` at `numerator`'s parameters over the same benchmark at
-    `denominator`'s (both with `common`), and its target as (comparison, bound) or None. The
-    backend is added per column."""
-    return (
+    `denominator`'s (both with `common`). `slower` defaults to what the target says (a bound
+    from above: "up")."""
+    if slower is None:
+        slower = "down" if target is not None and target[0] == ">=" else "up"
+    return Row(
         label,
         (benchmark, {**common, **numerator}),
         (benchmark, {**common, **denominator}),
         target,
+        slower,
     )
 
 
@@ -83,6 +100,7 @@ def _fixed_point_rows():
             _OURS,
             n=1000,
             rho=0.9,
+            slower="down",
         )
     )
     rows.append(
@@ -93,6 +111,7 @@ def _fixed_point_rows():
             _OURS,
             n=1000,
             rho=0.5,
+            slower="down",
         )
     )
     rows.append(
@@ -412,10 +431,10 @@ RATIOS = [
         transform="train step",
     ),
     _ratio(
-        "recipes: time for 10⁶ customers / time for 1000 (1000× the customers)",
+        "recipes: time for 10⁵ customers / time for 100 (1000× the customers)",
         "bench_bake.Recipes.time_steady_state",
-        {"customers": 1_000_000},
-        {"customers": 1000},
+        {"customers": 100_000},
+        {"customers": 100},
     ),
     _ratio(
         "recipes for 4096 customers, customers/s: 8 virtual CPU devices / 1",
@@ -471,6 +490,7 @@ RATIOS = [
         {"method": "jax.hessian"},
         {"method": "vmap(hvp)"},
         d=1024,
+        slower="down",
     ),
     _ratio(
         "256 per-customer gradients: Python loop / vmap",
@@ -478,6 +498,7 @@ RATIOS = [
         {"method": "loop"},
         {"method": "vmap"},
         batch=256,
+        slower="down",
     ),
     _ratio(
         "cold start (import, trace, compile, call): type checks on / off",
@@ -487,6 +508,18 @@ RATIOS = [
     ),
 ]
 
+
+#: The rows timed by their benchmarks (the rest track deterministic numbers: accuracy, flops,
+#: solver steps; and customers per second, measured in a process per device count):
+#: `bench_headline.Ratios` measures each interleaved in one process.
+TIMED = [row for row in RATIOS if ".track_" not in row.numerator[0]]
+
+#: The interleaved ratio of a timed row and its quartiles (`bench_headline`).
+INTERLEAVED = tuple(f"bench_headline.Ratios.track_ratio{suffix}" for suffix in ("", "_q1", "_q3"))
+
+#: A row whose interquartile range is wider than this, relative to its median, is
+#: noise-limited: a change within its spread cannot be told from the machine's noise.
+NOISY = 0.1
 
 STALE = "stale"
 
@@ -570,6 +603,17 @@ def _cell(a, b, target=None) -> str:
     return f"{ratio:.2f}×{mark}"
 
 
+def _interleaved(results: "Results", label: str, backend: str, target) -> str:
+    """A timed row's cell: the median of its interleaved ratios with their quartiles."""
+    median, q1, q3 = (results.get(name, {"row": label}, backend) for name in INTERLEAVED)
+    if STALE in (median, q1, q3):
+        return "stale (re-run)"
+    if None in (median, q1, q3):
+        return "not measured"
+    cell = _cell(median, 1.0, target).replace("×", f"× ({q1:.2f}–{q3:.2f})", 1)
+    return cell + (" noise-limited" if (q3 - q1) / median > NOISY else "")
+
+
 def _goal(target) -> str:
     return "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]] } {target[1]}"
 
@@ -581,9 +625,12 @@ def table(columns: dict[str, Results]) -> str:
         "| comparison | target | " + " | ".join(columns) + " |",
         "|---|---|" + "---|" * len(columns),
     ]
-    for label, (num_name, num), (den_name, den), target in RATIOS:
+    for row in RATIOS:
+        label, (num_name, num), (den_name, den), target, _ = row
         cells = [
-            _cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
+            _interleaved(r, label, backend, target)
+            if row in TIMED
+            else _cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
             for backend, r in columns.items()
         ]
         lines.append(f"| {label} | {_goal(target)} | " + " | ".join(cells) + " |")

@@ -1,0 +1,133 @@
+r"""Ratios that hold: two programs timed in one process, interleaved.
+
+A ratio read off two asv timings compares two processes, each with its own start, warm-up and
+slice of the machine's noise; with asv's 1–3 samples a side its significance test cannot fire,
+and a benchmark whose call is a few microseconds measures the harness (the headline
+"Deliciousness, closed over" read 4.52× from asv's timings and 1.10× interleaved). Here both
+programs run in one process, in alternating order (A B, then B A, so that a drift charges
+both), each sample long enough to swamp the timer and the dispatch (`number` calls, chosen so
+that a sample takes at least `min_time`), with the garbage collector off while timing, as
+`timeit` does. A sample $i$ gives the paired ratio $r_i = a_i / b_i$ of two neighbouring
+measurements; the estimate is the median of the $r_i$ and its spread their quartiles. The
+samples are kept, so that two runs can be compared by a rank test (`benchmarks.compare`).
+"""
+
+import dataclasses
+import gc
+import importlib
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+
+#: The fewest samples a side: asv's Mann–Whitney test at p < 0.002 needs 7.
+SAMPLES = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """The median of the paired ratios, their quartiles, and the ratios themselves."""
+
+    median: float
+    low: float
+    high: float
+    samples: tuple[float, ...]
+
+    @property
+    def spread(self) -> float:
+        """The interquartile range relative to the median: 0.1 is ±5 %."""
+        return (self.high - self.low) / self.median
+
+
+def _per_call(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def _number(fn: Callable[[], object], min_time: float) -> int:
+    """How many calls make a sample of at least `min_time` seconds (after one warm-up call,
+    which compiles what is not compiled yet)."""
+    fn()
+    number = 1
+    while True:
+        elapsed = _per_call(fn, number) * number
+        if elapsed >= min_time:
+            return number
+        number = max(2 * number, math.ceil(1.2 * number * min_time / max(elapsed, 1e-9)))
+
+
+def measure(
+    numerator: Callable[[], object],
+    denominator: Callable[[], object],
+    *,
+    samples: int = SAMPLES,
+    min_time: float = 0.02,
+) -> Ratio:
+    """The ratio of the time of a call of `numerator` to one of `denominator` (each a
+    function of no arguments that blocks until its work is done), from `samples` interleaved
+    pairs of samples of at least `min_time` seconds each."""
+    if samples < 1:
+        raise ValueError(f"measure: samples must be at least 1, got {samples}")
+    numbers = (_number(numerator, min_time), _number(denominator, min_time))
+    ratios = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(samples):
+            order = (0, 1) if i % 2 == 0 else (1, 0)
+            times = [0.0, 0.0]
+            for side in order:
+                times[side] = _per_call((numerator, denominator)[side], numbers[side])
+            ratios.append(times[0] / times[1])
+    finally:
+        if enabled:
+            gc.enable()
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return Ratio(statistics.median(ratios), low, high, tuple(ratios))
+
+
+def _raw(code: str) -> Callable[[], object]:
+    """A `timeraw_` benchmark's program, run in a fresh interpreter. Its time includes the
+    interpreter's start (about 20 ms here, against seconds for importing JAX), as a user's cold
+    start does; asv's own `timeraw_` leaves it out."""
+    return lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+class Programs:
+    """The asv benchmarks of `benchmarks/`, set up in this process: `call(name, params,
+    backend)` is a function of no arguments that runs the benchmark `name` (module.Class.method)
+    at `params` once. Each class's `setup_cache` runs once and each (class, parameters) is set
+    up once, however many rows share it."""
+
+    def __init__(self):
+        self._caches: dict = {}
+        self._instances: dict = {}
+
+    def call(self, name: str, params: dict, backend: str) -> Callable[[], object]:
+        module, cls_name, method = name.split(".")
+        cls = getattr(importlib.import_module(f"benchmarks.{module}"), cls_name)
+        names = tuple(getattr(cls, "param_names", ()))
+        if "backend" in names:
+            params = {**params, "backend": backend}
+        elif backend != "cpu":
+            raise NotImplementedError(f"{name} runs on the CPU only")
+        args = tuple(params[n] for n in names)
+        if hasattr(cls, "setup_cache"):
+            if cls not in self._caches:
+                self._caches[cls] = cls().setup_cache()
+            args = (self._caches[cls], *args)
+        key = (cls, args[len(args) - len(names) :])
+        if key not in self._instances:
+            bench = cls()
+            if hasattr(bench, "setup"):
+                bench.setup(*args)
+            self._instances[key] = bench
+        bound = getattr(self._instances[key], method)
+        if method.startswith("timeraw_"):
+            return _raw(bound(*args))
+        return lambda: bound(*args)

@@ -1,0 +1,150 @@
+"""The tools that make the benchmarks' numbers trustworthy (issue 33): the interleaved ratio
+and the regression check, on programs whose cost is known: sleeps of a set length (on a busy
+machine a sleep still takes its length plus a wake-up of tens of microseconds, where a busy
+wait would be preempted)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmarks import compare, interleaved
+from benchmarks.headline import INTERLEAVED, TIMED
+from benchmarks.interleaved import measure, SAMPLES
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def sleep(seconds, log=None, name=None):
+    """A call that takes `seconds` of wall time (and notes that it ran)."""
+
+    def call():
+        if log is not None:
+            log.append(name)
+        time.sleep(seconds)
+
+    return call
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 2.0])
+def test_measure_recovers_a_known_ratio(factor):
+    ratio = measure(sleep(factor * 0.01), sleep(0.01), min_time=0.1)
+    assert len(ratio.samples) == SAMPLES
+    assert ratio.low <= ratio.median <= ratio.high
+    assert ratio.median == pytest.approx(factor, rel=0.05)
+
+
+def test_measure_interleaves_in_alternating_order(monkeypatch):
+    """Each sample is `number` calls of one side next to `number` of the other, A B then B A,
+    so that a drift in the machine's speed charges both sides alike."""
+    log = []
+    a, b = sleep(0, log, "a"), sleep(0, log, "b")
+    monkeypatch.setattr(interleaved, "_number", lambda fn, min_time: {a: 2, b: 3}[fn])
+    measure(a, b, samples=4)
+    assert "".join(log) == "aabbbbbbaaaabbbbbbaa"
+
+
+def test_a_raw_program_runs_in_a_fresh_interpreter(tmp_path):
+    """A `timeraw_` benchmark's code runs in its own process, once a call."""
+    marker = tmp_path / "ran"
+    call = interleaved._raw(f"open({str(marker)!r}, 'a').write('x')")
+    call()
+    call()
+    assert marker.read_text() == "xx"
+
+
+def test_measure_refuses_no_samples():
+    with pytest.raises(ValueError, match="samples must be at least 1, got 0"):
+        measure(sleep(0), sleep(0), samples=0)
+
+
+def _results(folder, commit, measured):
+    """An asv results file of `commit` holding `measured`, {(label, backend): Ratio}, as
+    `bench_headline.Ratios` records it (params as reprs, results in row-major order)."""
+    labels = [row.label for row in TIMED]
+    backends = ["cpu", "gpu"]
+    results = {}
+    for name, field in zip(INTERLEAVED, ("median", "low", "high"), strict=True):
+        flat = [
+            getattr(measured[label, b], field) if (label, b) in measured else None
+            for label in labels
+            for b in backends
+        ]
+        results[name] = [flat, [[repr(x) for x in labels], [repr(b) for b in backends]], "v"]
+    run = {
+        "commit_hash": commit,
+        "date": 0,
+        "env_name": "existing-py3.11",
+        "result_columns": ["result", "params", "version"],
+        "results": results,
+    }
+    (folder / f"{commit[:8]}-existing-py3.11.json").write_text(json.dumps(run))
+
+
+def test_compare_flags_a_synthetic_slowdown(tmp_path):
+    """Three rows measured at BASE and HEAD with `measure`. At HEAD one row's cakejax side is
+    30 % slower (flagged), one is 4 % slower (within the threshold: not flagged), and in one
+    where cakejax is the denominator (a ratio that falls when cakejax slows down) cakejax's
+    side is 30 % slower (flagged); the command names exactly the two."""
+    up = next(row for row in TIMED if row.slower == "up")
+    small = next(row for row in TIMED if row.slower == "up" and row is not up)
+    down = next(row for row in TIMED if row.slower == "down")
+    base = {
+        (row.label, "cpu"): measure(sleep(5e-3), sleep(5e-3), min_time=0.03)
+        for row in (up, small, down)
+    }
+    head = {
+        (up.label, "cpu"): measure(sleep(6.5e-3), sleep(5e-3), min_time=0.03),
+        (small.label, "cpu"): measure(sleep(5.2e-3), sleep(5e-3), min_time=0.03),
+        (down.label, "cpu"): measure(sleep(5e-3), sleep(6.5e-3), min_time=0.03),
+    }
+    machine = tmp_path / "m"
+    machine.mkdir()
+    _results(machine, "a" * 40, base)
+    _results(machine, "b" * 40, head)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.compare",
+            "aaaa",
+            "bbbb",
+            "--machine",
+            "m",
+            "--results",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    flagged = run.stdout.split("interquartile ranges:\n", 1)[1].split("\n")
+    assert sorted(line.strip() for line in flagged if line.strip()) == sorted(
+        [f"[cpu] {up.label}", f"[cpu] {down.label}"]
+    )
+
+
+def test_compare_passes_a_run_against_itself_and_refuses_a_missing_commit(tmp_path):
+    measured = {
+        (row.label, "cpu"): measure(sleep(5e-3), sleep(5e-3), min_time=0.03) for row in TIMED[:2]
+    }
+    machine = tmp_path / "m"
+    machine.mkdir()
+    _results(machine, "a" * 40, measured)
+    args = ["--machine", "m", "--results", str(tmp_path)]
+    assert compare.main(["aaaa", "aaaa", *args]) == 0
+    assert compare.main(["aaaa", "cccc", *args]) == 2
+
+
+def test_worse_needs_the_threshold_and_the_quartiles_apart():
+    base = (1.0, 0.95, 1.05)
+    assert compare.worse(base, (1.3, 1.25, 1.35), "up", 0.1)
+    assert not compare.worse(base, (1.3, 1.0, 1.6), "up", 0.1)  # quartiles overlap
+    assert not compare.worse(base, (1.08, 1.07, 1.09), "up", 0.1)  # under 10 %
+    assert not compare.worse(base, (0.7, 0.65, 0.75), "up", 0.1)  # faster
+    assert compare.worse(base, (0.7, 0.65, 0.75), "down", 0.1)
