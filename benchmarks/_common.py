@@ -93,6 +93,21 @@ class Suite:
 
         cls.setup = settled_setup
 
+    def program(self, method: str):
+        """(jitted function, arguments): the program that `method` runs (its steady state, or
+        what its compile-time benchmark compiles), for its cost analysis and fingerprint
+        (`bench_headline.Roofline`); None where it runs no single program. Read from the
+        attributes `setup` left: `jitted`, `step` or `fn`, with `args`."""
+        args = getattr(self, "args", None)
+        if args is None:
+            return None
+        for compiled_name in ("jitted", "step"):
+            if hasattr(self, compiled_name):
+                return getattr(self, compiled_name), args
+        if hasattr(self, "fn"):
+            return jax.jit(self.fn), args
+        return None
+
 
 class _Timed(Suite):
     """Steady state of the jitted `self.problem(*params)`, a (function, arguments): compiled

@@ -61,6 +61,13 @@ class AgainstCourse(Suite):
     def time_compile(self, problem, impl, backend):
         compile_fresh(self.closed, *self.data)
 
+    def program(self, method):
+        if method == "time_as_jit_argument":
+            return self.argument_jit, (self.params, *self.data)
+        if method == "time_grad_closed_over":
+            return self.grad_jit, self.data
+        return self.closed_jit, self.data
+
     time_compile.number = 1
     time_compile.repeat = (3, 5, 5.0)
 
@@ -80,6 +87,9 @@ class Dispatch(Suite):
 
     def time_call(self, jit, backend):
         run(self.fn, self.model, self.x)
+
+    def program(self, method):
+        return self.fn, (self.model, self.x)
 
 
 class ColdStart(Suite):

@@ -344,6 +344,9 @@ class DEQDigits(Suite):
     def time_train_step(self, trained, impl):
         jax.block_until_ready(self.step(self.model, self.opt_state, *self.batch))
 
+    def program(self, method):
+        return self.step, (self.model, self.opt_state, *self.batch)
+
     def track_test_accuracy(self, trained, impl):
         return trained[impl][1]
 
@@ -367,6 +370,10 @@ class DEQCompile(Suite):
         jax.clear_caches()
         tx = optax.adam(3e-3)
         eqx.filter_jit(train_step_fn(tx)).lower(self.model, self.opt_state, *self.batch).compile()
+
+    def program(self, method):
+        return (eqx.filter_jit(train_step_fn(optax.adam(3e-3))),
+                (self.model, self.opt_state, *self.batch))
 
     time_compile_train_step.number = 1
     time_compile_train_step.repeat = (1, 2, 10.0)
@@ -493,6 +500,9 @@ class DEQFirstCall(Suite):
     def time_compile_train_step(self, impl):
         jax.clear_caches()
         eqx.filter_jit(train_step_fn(optax.adam(3e-3))).lower(*self.args).compile()
+
+    def program(self, method):
+        return eqx.filter_jit(train_step_fn(optax.adam(3e-3))), self.args
 
     time_compile_train_step.number = 1
     time_compile_train_step.repeat = (1, 3, 10.0)

@@ -36,6 +36,9 @@ class SpectralRadius(Suite):
     def time_radius(self, method, n, backend):
         run(self.jitted, self.x)
 
+    def program(self, method):
+        return self.jitted, (self.x,)
+
 
 class SpectralNormalise(Suite):
     """W scaled to ‖W‖₂ ≤ 0.95, value and gradient of a loss through it: `cj.spectral_normalise`
@@ -58,3 +61,6 @@ class SpectralNormalise(Suite):
 
     def time_normalise(self, method, n, transform, backend):
         run(self.jitted, self.W)
+
+    def program(self, method):
+        return self.jitted, (self.W,)

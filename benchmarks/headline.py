@@ -618,21 +618,57 @@ def _goal(target) -> str:
     return "" if target is None else f"{ {'<=': '≤', '>=': '≥'}[target[0]] } {target[1]}"
 
 
+def _roofline(results: Results, label: str, backend: str) -> str:
+    """cakejax's program of a timed row against the machine's roofs: its fraction of the
+    tighter roof (`bench_headline.Roofline`), and which roof that is."""
+    fraction = results.get(_ROOFLINE + "track_roofline", {"row": label}, backend)
+    intensity = results.get(_ROOFLINE + "track_flops_per_byte", {"row": label}, backend)
+    roofs = [results.get(_MACHINE + name, {}, backend) for name in _ROOFS]
+    if STALE in (fraction, intensity, *roofs):
+        return "stale (re-run)"
+    if fraction is None or intensity is None or None in roofs:
+        return "–"
+    bandwidth, peak = roofs
+    return f"{fraction:.0%} {'compute' if intensity > peak / bandwidth else 'memory'}"
+
+
+def _program(results: Results, label: str, backend: str) -> str:
+    """The first 8 hex digits of the fingerprint of cakejax's program of a timed row."""
+    value = results.get(_ROOFLINE + "track_program_fingerprint", {"row": label}, backend)
+    if value == STALE:
+        return "stale (re-run)"
+    if value is None:
+        return "–"
+    return f"`{int(value):013x}"[:9] + "`"
+
+
+_ROOFLINE = "bench_headline.Roofline."
+_MACHINE = "bench_headline.Machine."
+_ROOFS = ("track_memory_bandwidth", "track_peak_flops")
+
+
 def table(columns: dict[str, Results]) -> str:
     """The headline ratios, one column per backend (each read from its own machine's
-    results)."""
+    results): a timed row's interleaved median with its quartiles, a deterministic one's
+    quotient. For each backend with results, cakejax's program of each timed row against
+    the roofline, and its fingerprint."""
+    measured = [backend for backend, r in columns.items() if r.runs]
+    head = [*columns, *(f"roofline, {b}" for b in measured), *(f"program, {b}" for b in measured)]
     lines = [
-        "| comparison | target | " + " | ".join(columns) + " |",
-        "|---|---|" + "---|" * len(columns),
+        "| comparison | target | " + " | ".join(head) + " |",
+        "|---|---|" + "---|" * len(head),
     ]
     for row in RATIOS:
         label, (num_name, num), (den_name, den), target, _ = row
+        timed = row in TIMED
         cells = [
             _interleaved(r, label, backend, target)
-            if row in TIMED
+            if timed
             else _cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
             for backend, r in columns.items()
         ]
+        cells += [_roofline(columns[b], label, b) if timed else "–" for b in measured]
+        cells += [_program(columns[b], label, b) if timed else "–" for b in measured]
         lines.append(f"| {label} | {_goal(target)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

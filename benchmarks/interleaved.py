@@ -108,7 +108,8 @@ class Programs:
         self._caches: dict = {}
         self._instances: dict = {}
 
-    def call(self, name: str, params: dict, backend: str) -> Callable[[], object]:
+    def _setup(self, name: str, params: dict, backend: str):
+        """(benchmark instance, method name, arguments) of `name` at `params`, set up."""
         module, cls_name, method = name.split(".")
         cls = getattr(importlib.import_module(f"benchmarks.{module}"), cls_name)
         names = tuple(getattr(cls, "param_names", ()))
@@ -127,7 +128,16 @@ class Programs:
             if hasattr(bench, "setup"):
                 bench.setup(*args)
             self._instances[key] = bench
-        bound = getattr(self._instances[key], method)
+        return self._instances[key], method, args
+
+    def call(self, name: str, params: dict, backend: str) -> Callable[[], object]:
+        bench, method, args = self._setup(name, params, backend)
+        bound = getattr(bench, method)
         if method.startswith("timeraw_"):
             return _raw(bound(*args))
         return lambda: bound(*args)
+
+    def program(self, name: str, params: dict, backend: str):
+        """(jitted function, arguments) that the benchmark runs (`Suite.program`), or None."""
+        bench, method, _ = self._setup(name, params, backend)
+        return bench.program(method)

@@ -1,7 +1,7 @@
 """The tools that make the benchmarks' numbers trustworthy (issue 33): the interleaved ratio
-and the regression check, on programs whose cost is known: sleeps of a set length (on a busy
+and the regression check, on programs whose cost is known, sleeps of a set length (on a busy
 machine a sleep still takes its length plus a wake-up of tens of microseconds, where a busy
-wait would be preempted)."""
+wait would be preempted); the roofline's cost analysis and the program fingerprint."""
 
 import json
 import pathlib
@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import pytest
 
-from benchmarks import compare, interleaved
+from benchmarks import compare, interleaved, roofline
 from benchmarks.headline import INTERLEAVED, TIMED
 from benchmarks.interleaved import measure, SAMPLES
 
@@ -148,3 +150,44 @@ def test_worse_needs_the_threshold_and_the_quartiles_apart():
     assert not compare.worse(base, (1.08, 1.07, 1.09), "up", 0.1)  # under 10 %
     assert not compare.worse(base, (0.7, 0.65, 0.75), "up", 0.1)  # faster
     assert compare.worse(base, (0.7, 0.65, 0.75), "down", 0.1)
+
+
+def _compiled(fn, n=1000):
+    return jax.jit(fn).lower(jnp.ones(n), jnp.ones(n)).compile()
+
+
+def test_cost_counts_the_triads_bytes_and_flops():
+    """The roofline's numerator: XLA's bytes accessed by b + 3c (two reads and a write of n
+    float32) and its flops (a multiply and an add per element)."""
+    n = 4096
+    assert roofline.cost(_compiled(lambda b, c: b + 3.0 * c, n)) == (12.0 * n, 2.0 * n)
+
+
+def test_the_fingerprint_names_the_program_not_its_source():
+    """The same program from another function, at another line, in another process has the
+    same fingerprint; a program that computes something else has another."""
+
+    def named(b, c):
+        return b + 3.0 * c
+
+    triad = roofline.fingerprint(_compiled(lambda b, c: b + 3.0 * c))
+    assert roofline.fingerprint(_compiled(named)) == triad
+    assert roofline.fingerprint(_compiled(lambda b, c: b + 2.0 * c)) != triad
+    assert roofline.fingerprint(_compiled(lambda b, c: b * 3.0 + c)) != triad
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from benchmarks import roofline\n"
+        "f = jax.jit(lambda x, y: x + 3.0 * y)\n"
+        "print(roofline.fingerprint(f.lower(jnp.ones(1000), jnp.ones(1000)).compile()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == triad
+    assert roofline.as_number(triad) == int(triad[:13], 16)
+
+
+def test_fraction_is_the_tighter_roof():
+    # 1 GB in 1 s on a 2 GB/s machine: half the memory roof; 1 Gflop of 100 Gflop/s: 1 %.
+    assert roofline.fraction(1e9, 1e9, 1.0, 2e9, 1e11) == (0.5, "memory")
+    assert roofline.fraction(1e6, 5e10, 1.0, 2e9, 1e11) == (0.5, "compute")
