@@ -142,6 +142,8 @@ class Roofline(Suite):
                     continue
                 jitted, args = program
                 compiled = jitted.lower(*args).compile()
+                # eqx.filter_jit's Compiled wraps JAX's.
+                compiled = getattr(compiled, "compiled", compiled)
                 nbytes, flops = roofline.cost(compiled)
                 entry = {"fingerprint": roofline.as_number(roofline.fingerprint(compiled))}
                 if "compile" not in ours[0].rsplit(".", 1)[1]:

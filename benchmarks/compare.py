@@ -6,7 +6,10 @@ machine, and prints every row measured at both. A row is worse when cakejax's si
 against its baseline (the ratio moved the row's `slower` way) by more than `--threshold`
 (default 10 %) **and** significantly: HEAD's interquartile range lies wholly beyond BASE's, so
 that the change is larger than what either run's own spread allows. It exits 1 naming those
-rows, 0 when there are none, 2 when a commit has no results.
+rows, 0 when there are none, 2 when a commit has no results. With `--agreement` it checks two
+runs for agreement instead: it names the rows that differ by more than the threshold either
+way without being noise-limited (an interquartile range wider than 10 % of the median) in
+either run.
 
 Run the two commits' headline suites first, on one machine, e.g.:
 
@@ -22,7 +25,7 @@ import pathlib
 import subprocess
 import sys
 
-from .headline import INTERLEAVED, ROOT, TIMED
+from .headline import INTERLEAVED, NOISY, ROOT, TIMED
 
 
 def _commit(ref: str) -> str:
@@ -79,18 +82,33 @@ def worse(base: tuple, head: tuple, slower: str, threshold: float) -> bool:
     return h < b / (1 + threshold) and h3 < b1
 
 
-def compare(base: dict, head: dict, threshold: float) -> tuple[list[str], list[str]]:
-    """The report's lines and the labels of the rows that got worse."""
+def disagree(base: tuple, head: tuple, threshold: float) -> bool:
+    """Whether two runs of one row differ by more than `threshold` either way while neither
+    is noise-limited (an interquartile range wider than `NOISY` of its median)."""
+    (b, b1, b3), (h, h1, h3) = base, head
+    noisy = (b3 - b1) / b > NOISY or (h3 - h1) / h > NOISY
+    return not noisy and abs(h / b - 1) > threshold
+
+
+def compare(
+    base: dict, head: dict, threshold: float, agreement: bool = False
+) -> tuple[list[str], list[str]]:
+    """The report's lines and the labels of the rows that got worse (with `agreement`: that
+    differ either way and are not noise-limited)."""
     lines, bad = [], []
     for row in TIMED:
         for backend in ("cpu", "gpu"):
             key = (row.label, backend)
             if key not in base or key not in head:
                 continue
-            flag = worse(base[key], head[key], row.slower, threshold)
+            if agreement:
+                flag = disagree(base[key], head[key], threshold)
+            else:
+                flag = worse(base[key], head[key], row.slower, threshold)
             (b, b1, b3), (h, h1, h3) = base[key], head[key]
+            word = ("DIFFERS" if agreement else "WORSE") if flag else "ok"
             lines.append(
-                f"{'WORSE' if flag else 'ok':5}  {b:7.3f} ({b1:.3f}-{b3:.3f}) -> "
+                f"{word:7}  {b:7.3f} ({b1:.3f}-{b3:.3f}) -> "
                 f"{h:7.3f} ({h1:.3f}-{h3:.3f})  {h / b:5.2f}x  [{backend}] {row.label}"
             )
             if flag:
@@ -105,6 +123,12 @@ def main(argv=None) -> int:
     parser.add_argument("--machine", default="cpu-2core-dev")
     parser.add_argument("--results", type=pathlib.Path, default=ROOT / ".asv" / "results")
     parser.add_argument("--threshold", type=float, default=0.10)
+    parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="check that two runs agree: every row within the threshold either way, or "
+        "noise-limited in one of them",
+    )
     args = parser.parse_args(argv)
     found = {}
     for ref in (args.base, args.head):
@@ -116,15 +140,24 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 2
-    lines, bad = compare(found[args.base], found[args.head], args.threshold)
+    lines, bad = compare(found[args.base], found[args.head], args.threshold, args.agreement)
     print("\n".join(lines))
+    if bad and args.agreement:
+        print(
+            f"\n{len(bad)} row(s) differ by more than {args.threshold:.0%} and are not "
+            "noise-limited:\n  " + "\n  ".join(bad)
+        )
+        return 1
     if bad:
         print(
             f"\n{len(bad)} row(s) worse by more than {args.threshold:.0%}, beyond both runs' "
             "interquartile ranges:\n  " + "\n  ".join(bad)
         )
         return 1
-    print(f"\nno row worse by more than {args.threshold:.0%} with significance")
+    print(
+        f"\nno row {'differs' if args.agreement else 'worse'} by more than "
+        f"{args.threshold:.0%}" + ("" if args.agreement else " with significance")
+    )
     return 0
 
 

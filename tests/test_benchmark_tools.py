@@ -5,6 +5,7 @@ wait would be preempted); the roofline's cost analysis and the program fingerpri
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -191,3 +192,87 @@ def test_fraction_is_the_tighter_roof():
     # 1 GB in 1 s on a 2 GB/s machine: half the memory roof; 1 Gflop of 100 Gflop/s: 1 %.
     assert roofline.fraction(1e9, 1e9, 1.0, 2e9, 1e11) == (0.5, "memory")
     assert roofline.fraction(1e6, 5e10, 1.0, 2e9, 1e11) == (0.5, "compute")
+
+
+def test_tidy_names_results_by_python_version_and_keeps_every_number(tmp_path):
+    """Runs of `asv run --python=same` written under two interpreter paths: after
+    `benchmarks.tidy` no file name or content holds a path, the two runs of one commit are
+    one (each benchmark's newer result kept), and the README's headline table reads the same
+    numbers as before."""
+    from benchmarks import headline, tidy
+
+    machine = tmp_path / "cpu-2core-dev"
+    shutil.copytree(ROOT / ".asv" / "results" / "cpu-2core-dev", machine)
+    existing = [p for p in machine.glob("*existing*.json")]
+    for i, path in enumerate(existing):
+        run = json.loads(path.read_text())
+        where = f"/home/someone/venv{i % 2}/bin/python3"
+        run["python"] = run["params"]["python"] = where
+        run["env_name"] = "existing-py" + where.replace("/", "_").replace(".", "_")
+        path.unlink()
+        (machine / f"{run['commit_hash'][:8]}-{run['env_name']}.json").write_text(json.dumps(run))
+    # A second, older run of the newest commit under another path, with a benchmark of its own.
+    newest = max(machine.glob("*existing*.json"), key=lambda p: json.loads(p.read_text())["date"])
+    older = json.loads(newest.read_text())
+    older["date"] -= 1
+    older["env_name"] = "existing-py_other_path_bin_python3"
+    kept = next(iter(older["results"]))
+    older["results"] = {"bench_old.Only.time_here": older["results"][kept]}
+    (machine / f"{older['commit_hash'][:8]}-{older['env_name']}.json").write_text(json.dumps(older))
+
+    benchmarks = headline.discover()
+    before = headline.table({"cpu": headline.Results(tmp_path, machine.name, benchmarks)})
+    tidy.tidy(machine, "3.11")
+    after = headline.table({"cpu": headline.Results(tmp_path, machine.name, benchmarks)})
+    assert after == before
+    for path in machine.glob("*.json"):
+        text = path.read_text()
+        assert "someone" not in path.name + text and "other_path" not in path.name + text
+    name = f"{newest.name[:8]}-{tidy.env_name({**older, 'python': '3.11'})}.json"
+    merged = json.loads((machine / name).read_text())
+    assert "bench_old.Only.time_here" in merged["results"]
+    assert kept in merged["results"]
+
+
+def test_tidy_leaves_out_a_backend_the_machine_never_measured():
+    nan = float("nan")
+    run = {
+        "result_columns": ["result", "params", "version", "samples"],
+        "results": {
+            "b.C.time_x": [
+                [1.0, nan, 2.0, None],
+                [["'a'", "'b'"], ["'cpu'", "'gpu'"]],
+                "v",
+                [[1.0], None, [2.0], None],
+            ],
+            "b.D.track_y": [[3.0], [["'z'"]], "v", None],
+        },
+    }
+    from benchmarks import tidy
+
+    assert tidy._unrunnable_backends([run]) == {"'gpu'"}
+    run = tidy._drop(run, {"'gpu'"})
+    assert run["results"]["b.C.time_x"] == [
+        [1.0, 2.0],
+        [["'a'", "'b'"], ["'cpu'"]],
+        "v",
+        [[1.0], [2.0]],
+    ]
+    assert run["results"]["b.D.track_y"] == [[3.0], [["'z'"]], "v", None]
+
+
+def test_committed_results_hold_no_machine_path():
+    for path in (ROOT / ".asv" / "results").glob("*/*.json"):
+        run = json.loads(path.read_text())
+        if path.name == "machine.json":
+            continue
+        assert "/" not in run["python"] and not run["env_name"].startswith("existing-py_"), path
+        assert path.name == f"{run['commit_hash'][:8]}-{run['env_name']}.json"
+
+
+def test_agreement_allows_noise_limited_rows_only():
+    steady, noisy = (1.0, 0.98, 1.02), (1.0, 0.8, 1.2)
+    assert not compare.disagree(steady, (1.08, 1.07, 1.09), 0.1)
+    assert compare.disagree(steady, (1.15, 1.14, 1.16), 0.1)
+    assert compare.disagree(steady, (0.85, 0.84, 0.86), 0.1)
+    assert not compare.disagree(noisy, (1.15, 1.14, 1.16), 0.1)
