@@ -15,7 +15,7 @@ import optimistix as optx
 import cakejax as cj
 from cakejax.examples import tanh_contraction, TanhCell
 
-from ._common import BACKENDS, compile_fresh, compiled, put, run, Suite, warm
+from ._common import BACKENDS, compile_fresh, compiled, GPU_SIZES, put, run, sized_for, Suite, warm
 
 
 UNROLLED_STEPS = 48  # enough for ρ = 0.5 to reach float32 precision
@@ -414,10 +414,11 @@ class DoughBatch(Suite):
     cakejax (defaults, Picard, Anderson with history 20 on a scalar) against the course's
     hand-written `while_loop` and `custom_vjp` (steady state, compile excluded)."""
 
-    params = (DOUGH_METHODS, ["value", "grad"], [1000, 1000000], list(BACKENDS))
+    params = (DOUGH_METHODS, ["value", "grad"], [1000, 1000000, *GPU_SIZES], list(BACKENDS))
     param_names = ("method", "transform", "n", "backend")
 
     def setup(self, method, transform, n, backend):
+        sized_for(backend, n)
         fn, self.args = dough_batch(method, transform, n, backend)
         self.jitted = compiled(("dough batch", method, transform, n, backend),
                                lambda: warm(fn, *self.args))

@@ -8,18 +8,19 @@ import optax
 import cakejax as cj
 from cakejax.examples import BUTTER, cake
 
-from ._common import _Timed, BACKENDS, cost_tracks, put
+from ._common import _Timed, BACKENDS, cost_tracks, GPU_SIZES, put, sized_for
 
 
 class Softplus(_Timed):
     """`YeastActivity` vs `jax.nn.softplus` over n inputs, forward and gradient."""
 
-    params = (["YeastActivity", "jax.nn.softplus"], [1000, 1000000], ["forward", "grad"],
-              list(BACKENDS))
+    params = (["YeastActivity", "jax.nn.softplus"], [1000, 1000000, *GPU_SIZES],
+              ["forward", "grad"], list(BACKENDS))
     param_names = ("impl", "n", "transform", "backend")
 
     @staticmethod
     def problem(impl, n, transform, backend):
+        sized_for(backend, n)
         act = cj.YeastActivity() if impl == "YeastActivity" else jax.nn.softplus
         f = lambda x: jnp.sum(act(x))  # noqa: E731
         return (f if transform == "forward" else jax.grad(f),

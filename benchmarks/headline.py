@@ -629,11 +629,12 @@ def _roofline(results: Results, label: str, backend: str) -> str:
     if fraction is None or intensity is None or None in roofs:
         return "–"
     bandwidth, peak = roofs
+    share = f"{100 * fraction:.2g} %"
     if intensity > peak / bandwidth:
-        return f"{fraction:.0%} compute"
+        return f"{share} compute"
     # XLA counts the bytes each operation touches; a working set that stays in cache moves
     # them faster than the memory roof (a STREAM triad far beyond any cache).
-    return f"{fraction:.0%} memory" + (" (in cache)" if fraction > 1 else "")
+    return f"{share} memory" + (" (in cache)" if fraction > 1 else "")
 
 
 def _program(results: Results, label: str, backend: str) -> str:
