@@ -107,7 +107,7 @@ class Suite:
     def program(self, method: str):
         """(jitted function, arguments): the program that `method` runs (its steady state, or
         what its compile-time benchmark compiles), for its cost analysis and fingerprint
-        (`bench_headline.Roofline`); None where it runs no single program. Read from the
+        (`bench_headline.Ratios`); None where it runs no single program. Read from the
         attributes `setup` left: `jitted`, `step` or `fn`, with `args`."""
         args = getattr(self, "args", None)
         if args is None:

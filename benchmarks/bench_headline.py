@@ -1,72 +1,16 @@
 """The README's headline ratios as benchmarks of their own: each timed row of
 `headline.RATIOS` measured with cakejax and its baseline in one process, interleaved, 7
-samples a side (`interleaved.measure`), tracked as the median ratio and its quartiles. Their
-graphs answer "did cakejax get slower against what it replaces?" at a glance, one line per
-row; `python -m benchmarks.compare BASE HEAD` flags the rows that did."""
+samples a side (`interleaved.measure`), tracked as the median ratio and its quartiles, with
+cakejax's program's place under the machine's roofline and its fingerprint (`roofline`).
+Their graphs answer "did cakejax get slower against what it replaces?" at a glance, one line
+per row; `python -m benchmarks.compare BASE HEAD` flags the rows that did."""
 
 import math
-import statistics
 
 from . import roofline
 from ._common import BACKENDS, device, Suite
 from .headline import TIMED
-from .interleaved import _number, _per_call, measure, Programs, SAMPLES
-
-
-class Ratios(Suite):
-    """Every timed headline row, cakejax's program / its baseline's, on each backend this
-    machine has. All rows are measured once, in `setup_cache` (one process: each program is
-    compiled once, however many rows share it); the tracks read the result."""
-
-    params = ([label for label, *_ in TIMED], list(BACKENDS))
-    param_names = ("row", "backend")
-    timeout = 1800
-    #: What tests/test_benchmarks.py runs: a steady-state row and a compile-time row (each
-    #: row's programs are run there already, by their own suites' cases).
-    smoke_params = (
-        [TIMED[0].label, next(row.label for row in TIMED if "compile time" in row.label)],
-        ["cpu"],
-    )
-
-    def setup_cache(self):
-        programs = Programs()
-        ratios = {}
-        rows, backends = self.params
-        for backend in backends:
-            try:
-                device(backend)
-            except NotImplementedError:
-                continue
-            for label, (num, num_params), (den, den_params), _, _ in TIMED:
-                if label not in rows:
-                    continue
-                try:
-                    ratios[label, backend] = measure(
-                        programs.call(num, num_params, backend),
-                        programs.call(den, den_params, backend),
-                    )
-                except NotImplementedError:
-                    continue
-        return ratios
-
-    setup_cache.timeout = 1800
-
-    def setup(self, ratios, row, backend):
-        if (row, backend) not in ratios:
-            raise NotImplementedError(f"{row!r} is not measured on {backend} here")
-
-    def track_ratio(self, ratios, row, backend):
-        return ratios[row, backend].median
-
-    def track_ratio_q1(self, ratios, row, backend):
-        return ratios[row, backend].low
-
-    def track_ratio_q3(self, ratios, row, backend):
-        return ratios[row, backend].high
-
-    track_ratio.unit = "ratio"
-    track_ratio_q1.unit = "ratio"
-    track_ratio_q3.unit = "ratio"
+from .interleaved import measure, Programs
 
 
 class Machine(Suite):
@@ -100,25 +44,46 @@ class Machine(Suite):
     track_peak_flops.unit = "flops/s"
 
 
-def _steady(call) -> float:
-    """The median time of a call, over `SAMPLES` samples of at least 20 ms."""
-    number = _number(call, 0.02)
-    return statistics.median(_per_call(call, number) for _ in range(SAMPLES))
+def _program(programs: Programs, row, backend: str, seconds: float, roofs) -> dict:
+    """cakejax's program of `row` (its numerator's, or its denominator's where cakejax is the
+    denominator): the fingerprint of its optimised HLO and, for a steady state that took
+    `seconds` a call, its fraction of the roofline and its flops per byte. Empty where the
+    row runs no single program (a Python loop, a fresh interpreter)."""
+    program = programs.program(*row.numerator if row.slower == "up" else row.denominator,
+                               backend)
+    if program is None:
+        return {}
+    jitted, args = program
+    # The executable the calls ran, from JAX's cache (eqx.filter_jit's Compiled wraps JAX's).
+    compiled = jitted.lower(*args).compile()
+    compiled = getattr(compiled, "compiled", compiled)
+    found = {"fingerprint": roofline.as_number(roofline.fingerprint(compiled))}
+    method = (row.numerator if row.slower == "up" else row.denominator)[0].rsplit(".", 1)[1]
+    if "compile" not in method:
+        nbytes, flops = roofline.cost(compiled)
+        found["roofline"] = roofline.fraction(nbytes, flops, seconds, *roofs)[0]
+        found["intensity"] = flops / nbytes if nbytes else 0.0
+    return found
 
 
-class Roofline(Suite):
-    """For cakejax's program of each timed headline row (the numerator's, or the
-    denominator's where cakejax is the denominator): the fingerprint of its optimised HLO
-    and, for a steady state, its fraction of the roofline (XLA's bytes and flops over its
-    median time, against `Machine`'s roofs measured in the same process) and its arithmetic
-    intensity (flops per byte: above the machine's peak flops / bandwidth it is
-    compute-bound). Rows that run no single program (a Python loop, a fresh interpreter)
-    have neither."""
+class Ratios(Suite):
+    """Every timed headline row, cakejax's program / its baseline's, on each backend this
+    machine has. All rows are measured once, in `setup_cache` (one process: each program is
+    compiled once, however many rows share it); the tracks read the result. Beside each
+    ratio, cakejax's program of the row: its fraction of the roofline (XLA's bytes and flops
+    over its median time in the interleaved samples, against `Machine`'s roofs measured in
+    the same process), its arithmetic intensity (flops per byte: above the machine's peak
+    flops / bandwidth it is compute-bound), and its fingerprint."""
 
     params = ([label for label, *_ in TIMED], list(BACKENDS))
     param_names = ("row", "backend")
     timeout = 1800
-    smoke_params = Ratios.smoke_params
+    #: What tests/test_benchmarks.py runs: a steady-state row and a compile-time row (each
+    #: row's programs are run there already, by their own suites' cases).
+    smoke_params = (
+        [TIMED[0].label, next(row.label for row in TIMED if "compile time" in row.label)],
+        ["cpu"],
+    )
 
     def setup_cache(self):
         programs = Programs()
@@ -129,39 +94,41 @@ class Roofline(Suite):
                 dev = device(backend)
             except NotImplementedError:
                 continue
-            bandwidth, peak = roofline.memory_bandwidth(dev), roofline.peak_flops(dev)
+            roofs = (roofline.memory_bandwidth(dev), roofline.peak_flops(dev))
             for row in TIMED:
                 if row.label not in rows:
                     continue
-                ours = row.numerator if row.slower == "up" else row.denominator
                 try:
-                    program = programs.program(*ours, backend)
+                    ratio = measure(
+                        programs.call(*row.numerator, backend),
+                        programs.call(*row.denominator, backend),
+                    )
                 except NotImplementedError:
                     continue
-                if program is None:
-                    continue
-                jitted, args = program
-                compiled = jitted.lower(*args).compile()
-                # eqx.filter_jit's Compiled wraps JAX's.
-                compiled = getattr(compiled, "compiled", compiled)
-                nbytes, flops = roofline.cost(compiled)
-                entry = {"fingerprint": roofline.as_number(roofline.fingerprint(compiled))}
-                if "compile" not in ours[0].rsplit(".", 1)[1]:
-                    seconds = _steady(programs.call(*ours, backend))
-                    entry["roofline"] = roofline.fraction(nbytes, flops, seconds, bandwidth,
-                                                          peak)[0]
-                    entry["intensity"] = flops / nbytes if nbytes else 0.0
-                found[row.label, backend] = entry
+                seconds = ratio.seconds[0 if row.slower == "up" else 1]
+                found[row.label, backend] = {
+                    "ratio": ratio,
+                    **_program(programs, row, backend, seconds, roofs),
+                }
         return found
 
     setup_cache.timeout = 1800
 
     def setup(self, found, row, backend):
         if (row, backend) not in found:
-            raise NotImplementedError(f"{row!r} runs no single program on {backend} here")
+            raise NotImplementedError(f"{row!r} is not measured on {backend} here")
+
+    def track_ratio(self, found, row, backend):
+        return found[row, backend]["ratio"].median
+
+    def track_ratio_q1(self, found, row, backend):
+        return found[row, backend]["ratio"].low
+
+    def track_ratio_q3(self, found, row, backend):
+        return found[row, backend]["ratio"].high
 
     def track_program_fingerprint(self, found, row, backend):
-        return found[row, backend]["fingerprint"]
+        return found[row, backend].get("fingerprint", math.nan)
 
     # NaN is asv's "not applicable": a compile time has no roofline.
     def track_roofline(self, found, row, backend):
@@ -170,6 +137,9 @@ class Roofline(Suite):
     def track_flops_per_byte(self, found, row, backend):
         return found[row, backend].get("intensity", math.nan)
 
+    track_ratio.unit = "ratio"
+    track_ratio_q1.unit = "ratio"
+    track_ratio_q3.unit = "ratio"
     track_program_fingerprint.unit = "hash"
     track_roofline.unit = "fraction"
     track_flops_per_byte.unit = "flops/byte"

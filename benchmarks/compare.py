@@ -21,6 +21,7 @@ Run the two commits' headline suites first, on one machine, e.g.:
 import argparse
 import ast
 import json
+import math
 import pathlib
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def ratios(results: pathlib.Path, machine: str, commit: str) -> dict:
                 ast.literal_eval(rows[i // len(backends)]),
                 ast.literal_eval(backends[i % len(backends)]),
             )
-            if value is not None:
+            if value is not None and not math.isnan(value):  # NaN: asv's "skipped"
                 values.setdefault(key, []).append(value)
     return {key: tuple(v) for key, v in values.items() if len(v) == 3}
 

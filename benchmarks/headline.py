@@ -620,9 +620,9 @@ def _goal(target) -> str:
 
 def _roofline(results: Results, label: str, backend: str) -> str:
     """cakejax's program of a timed row against the machine's roofs: its fraction of the
-    tighter roof (`bench_headline.Roofline`), and which roof that is."""
-    fraction = results.get(_ROOFLINE + "track_roofline", {"row": label}, backend)
-    intensity = results.get(_ROOFLINE + "track_flops_per_byte", {"row": label}, backend)
+    tighter roof (`bench_headline.Ratios`), and which roof that is."""
+    fraction = results.get(_PROGRAM + "track_roofline", {"row": label}, backend)
+    intensity = results.get(_PROGRAM + "track_flops_per_byte", {"row": label}, backend)
     roofs = [results.get(_MACHINE + name, {}, backend) for name in _ROOFS]
     if STALE in (fraction, intensity, *roofs):
         return "stale (re-run)"
@@ -639,7 +639,7 @@ def _roofline(results: Results, label: str, backend: str) -> str:
 
 def _program(results: Results, label: str, backend: str) -> str:
     """The first 8 hex digits of the fingerprint of cakejax's program of a timed row."""
-    value = results.get(_ROOFLINE + "track_program_fingerprint", {"row": label}, backend)
+    value = results.get(_PROGRAM + "track_program_fingerprint", {"row": label}, backend)
     if value == STALE:
         return "stale (re-run)"
     if value is None:
@@ -647,7 +647,7 @@ def _program(results: Results, label: str, backend: str) -> str:
     return f"`{int(value):013x}"[:9] + "`"
 
 
-_ROOFLINE = "bench_headline.Roofline."
+_PROGRAM = "bench_headline.Ratios."
 _MACHINE = "bench_headline.Machine."
 _ROOFS = ("track_memory_bandwidth", "track_peak_flops")
 

@@ -29,12 +29,14 @@ SAMPLES = 7
 
 @dataclasses.dataclass(frozen=True)
 class Ratio:
-    """The median of the paired ratios, their quartiles, and the ratios themselves."""
+    """The median of the paired ratios, their quartiles, the ratios themselves, and the
+    median time of a call of each side (seconds)."""
 
     median: float
     low: float
     high: float
     samples: tuple[float, ...]
+    seconds: tuple[float, float]
 
     @property
     def spread(self) -> float:
@@ -71,24 +73,23 @@ def measure(
     """The ratio of the time of a call of `numerator` to one of `denominator` (each a
     function of no arguments that blocks until its work is done), from `samples` interleaved
     pairs of samples of at least `min_time` seconds each."""
-    if samples < 1:
-        raise ValueError(f"measure: samples must be at least 1, got {samples}")
+    if samples < 2:
+        raise ValueError(f"measure: samples must be at least 2 (for quartiles), got {samples}")
     numbers = (_number(numerator, min_time), _number(denominator, min_time))
-    ratios = []
+    times: list[list[float]] = [[], []]
     enabled = gc.isenabled()
     gc.disable()
     try:
         for i in range(samples):
-            order = (0, 1) if i % 2 == 0 else (1, 0)
-            times = [0.0, 0.0]
-            for side in order:
-                times[side] = _per_call((numerator, denominator)[side], numbers[side])
-            ratios.append(times[0] / times[1])
+            for side in (0, 1) if i % 2 == 0 else (1, 0):
+                times[side].append(_per_call((numerator, denominator)[side], numbers[side]))
     finally:
         if enabled:
             gc.enable()
+    ratios = [a / b for a, b in zip(*times, strict=True)]
     low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
-    return Ratio(statistics.median(ratios), low, high, tuple(ratios))
+    seconds = (statistics.median(times[0]), statistics.median(times[1]))
+    return Ratio(statistics.median(ratios), low, high, tuple(ratios), seconds)
 
 
 def _raw(code: str) -> Callable[[], object]:

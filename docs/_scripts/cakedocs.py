@@ -240,17 +240,30 @@ _NO_RESULTS = (
 
 def headline_figure() -> str:
     """Every headline ratio on the CPU, on a log scale, coloured by its target (met, missed,
-    or none), the target drawn as a bar."""
+    or none), the target drawn as a bar; a timed row's interleaved median with its quartiles
+    as whiskers."""
     headline = _headline()
     plt = _pyplot()
     cpu, _ = _results()
-    labels, ratios, targets = [], [], []
-    for label, (num_name, num), (den_name, den), target in headline.RATIOS:
-        a, b = (_number(cpu.get(num_name, num, "cpu")), _number(cpu.get(den_name, den, "cpu")))
-        if a is None or b is None or b == 0:
-            continue
+    labels, ratios, spreads, targets = [], [], [], []
+    for row in headline.RATIOS:
+        label, (num_name, num), (den_name, den), target, _ = row
+        if row in headline.TIMED:
+            # The interleaved median and its quartiles.
+            median, q1, q3 = (
+                _number(cpu.get(name, {"row": label}, "cpu")) for name in headline.INTERLEAVED
+            )
+            if median is None or q1 is None or q3 is None:
+                continue
+            ratio, spread = median, (median - q1, q3 - median)
+        else:
+            a, b = (_number(cpu.get(num_name, num, "cpu")), _number(cpu.get(den_name, den, "cpu")))
+            if a is None or b is None or b == 0:
+                continue
+            ratio, spread = a / b, (0.0, 0.0)
         labels.append(textwrap.fill(label, 70))
-        ratios.append(a / b)
+        ratios.append(ratio)
+        spreads.append(spread)
         targets.append(target)
     if not ratios:
         return _NO_RESULTS
@@ -264,6 +277,16 @@ def headline_figure() -> str:
     rows = np.arange(len(ratios))[::-1]
     figure, axes = plt.subplots(figsize=(10, 0.42 * len(ratios) + 1))
     axes.scatter(ratios, rows, c=colours, zorder=3, s=28)
+    axes.errorbar(
+        ratios,
+        rows,
+        xerr=np.array(spreads).T,
+        fmt="none",
+        ecolor="black",
+        elinewidth=0.8,
+        capsize=2,
+        zorder=4,
+    )
     axes.hlines(rows, 1.0, ratios, colors=colours, lw=1.5, zorder=2)
     for row, target in zip(rows, targets, strict=True):
         if target is not None:
