@@ -391,6 +391,7 @@ def dough_batch(method: str, transform: str, n: int, backend: str):
     defaults, Picard, or Anderson with a fixed history of 20."""
     from . import course_baseline as course
 
+    sized_for(backend, n)
     if method == "course":
         def one(p):
             return course.find_final_dough_maturity((p[0], p[1]), jnp.zeros((), p.dtype))
@@ -418,7 +419,6 @@ class DoughBatch(Suite):
     param_names = ("method", "transform", "n", "backend")
 
     def setup(self, method, transform, n, backend):
-        sized_for(backend, n)
         fn, self.args = dough_batch(method, transform, n, backend)
         self.jitted = compiled(("dough batch", method, transform, n, backend),
                                lambda: warm(fn, *self.args))

@@ -15,7 +15,9 @@ import argparse
 import base64
 import hashlib
 import io
+import itertools
 import json
+import math
 import pathlib
 import re
 import shutil
@@ -145,7 +147,35 @@ def write_benchmarks_json() -> None:
 
     listing = io.StringIO()
     list_benchmarks(str(ROOT / "benchmarks"), listing)
-    Benchmarks(Config.load(str(ROOT / "asv.conf.json")), json.loads(listing.getvalue())).save()
+    found = json.loads(listing.getvalue())
+    measured = _measured_values(ROOT / ".asv" / "results")
+    for benchmark in found:
+        benchmark["params"] = [
+            [v for v in options if v in measured.get((benchmark["name"], axis), options)] or options
+            for axis, options in enumerate(benchmark.get("params", []))
+        ]
+    Benchmarks(Config.load(str(ROOT / "asv.conf.json")), found).save()
+
+
+def _measured_values(results: pathlib.Path) -> dict[tuple[str, int], set[str]]:
+    """(benchmark, parameter axis) -> the values some committed result measured there. A
+    value no machine measured (a GPU parameter set where no GPU ran) is left out of the
+    dashboard, which would otherwise draw an empty series for it on every machine."""
+    measured: dict[tuple[str, int], set[str]] = {}
+    for path in results.glob("*/*.json"):
+        if path.name == "machine.json":
+            continue
+        run = json.loads(path.read_text())
+        columns = run["result_columns"]
+        for name, entry in run["results"].items():
+            grid = entry[columns.index("params")]
+            values = entry[columns.index("result")] or []
+            for combo, value in zip(itertools.product(*grid), values, strict=False):
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                for axis, option in enumerate(combo):
+                    measured.setdefault((name, axis), set()).add(option)
+    return measured
 
 
 def main(argv=None) -> int:

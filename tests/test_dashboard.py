@@ -5,6 +5,7 @@ HTML)."""
 
 import functools
 import http.server
+import os
 import pathlib
 import shutil
 import subprocess
@@ -85,15 +86,7 @@ def test_dashboard_plots_the_committed_results_offline(dashboard, browser):
     _, url = dashboard
     name = "bench_baseline.AgainstCourse.time_closed_over"
     browser.get(f"{url}#{name}")
-    series = WebDriverWait(browser, 60).until(
-        lambda d: d.execute_script("""
-        var plot = window.jQuery && jQuery('#main-graph').data('plot');
-        if (!plot) return null;
-        var drawn = plot.getData().filter(function (s) { return s.data.length > 0; });
-        return drawn.length ? drawn.map(function (s) { return [s.label, s.data.length]; })
-                            : null;
-    """)
-    )
+    series = _drawn(browser)
     labels = " ".join(label for label, _ in series)
     assert "cakejax" in labels and "course" in labels, series
     # The grid page draws a benchmark's thumbnail when it scrolls into view: scroll through the
@@ -117,3 +110,59 @@ def test_dashboard_plots_the_committed_results_offline(dashboard, browser):
         return n if n == expected else None
 
     assert WebDriverWait(browser, 60, poll_frequency=0.1).until(drawn) == expected
+
+
+def _drawn(browser):
+    """The series the open graph draws: [label, number of points], once it has drawn one."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("""
+        var plot = window.jQuery && jQuery('#main-graph').data('plot');
+        if (!plot) return null;
+        var drawn = plot.getData().filter(function (s) { return s.data.length > 0; });
+        return drawn.length ? drawn.map(function (s) { return [s.label, s.data.length]; })
+                            : null;
+    """)
+    )
+
+
+def test_graphs_read_at_a_glance(dashboard, browser, tmp_path):
+    """What a person opening the dashboard sees (issue 33): a benchmark's graph has no series
+    for a parameter set no machine measured (the GPU sets, without a GPU) and no interpreter
+    path among its labels; the headline ratios have a graph of their own, one line per row.
+    Screenshots of the grid and of both graphs are written where `CAKEJAX_SCREENSHOTS` says
+    (the docs' copies: docs/_static/dashboard), else to a temporary folder, and must show a
+    drawn plot (many coloured pixels)."""
+    from PIL import Image
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from benchmarks.headline import TIMED
+
+    _, url = dashboard
+    shots = pathlib.Path(os.environ.get("CAKEJAX_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1400, 1000)
+    graphs = {
+        "course": "bench_baseline.AgainstCourse.time_closed_over",
+        "ratios": "bench_headline.Ratios.track_ratio",
+    }
+    for shot, name in graphs.items():
+        browser.get(f"{url}#{name}")
+        labels = [label for label, _ in _drawn(browser)]
+        assert not any("backend-gpu" in label for label in labels), labels
+        assert not any("/work" in label or "venv" in label for label in labels), labels
+        browser.save_screenshot(str(shots / f"{shot}.png"))
+        if shot == "ratios":
+            rows = {label.split("row-", 1)[1].split("; ")[0] for label in labels}
+            assert rows <= {row.label for row in TIMED} and len(rows) >= 8, rows
+    browser.get(url)
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("return jQuery('.benchmark-plot canvas').length > 4")
+    )
+    browser.save_screenshot(str(shots / "grid.png"))
+    for shot in ("course", "ratios", "grid"):
+        image = Image.open(shots / f"{shot}.png").convert("RGB")
+        pixels = image.get_flattened_data()
+        colours = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 60)
+        assert colours > 2000, (shot, colours)
