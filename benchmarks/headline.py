@@ -629,7 +629,7 @@ def _roofline(results: Results, label: str, backend: str) -> str:
     if fraction is None or intensity is None or None in roofs:
         return "–"
     bandwidth, peak = roofs
-    share = f"{100 * fraction:.2g} %"
+    share = f"{100 * fraction:.0f} %" if fraction >= 0.1 else f"{100 * fraction:.2g} %"
     if intensity > peak / bandwidth:
         return f"{share} compute"
     # XLA counts the bytes each operation touches; a working set that stays in cache moves
