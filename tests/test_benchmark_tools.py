@@ -1,7 +1,8 @@
 """The tools that make the benchmarks' numbers trustworthy (issue 33): the interleaved ratio
 and the regression check, on programs whose cost is known, sleeps of a set length (on a busy
-machine a sleep still takes its length plus a wake-up of tens of microseconds, where a busy
-wait would be preempted); the roofline's cost analysis and the program fingerprint."""
+machine a sleep still takes its length plus a wake-up, up to a millisecond when every core is
+busy: the sleeps are tens of milliseconds, so that it stays within a few percent; a busy wait
+would be preempted); the roofline's cost analysis and the program fingerprint."""
 
 import json
 import pathlib
@@ -35,7 +36,7 @@ def sleep(seconds, log=None, name=None):
 
 @pytest.mark.parametrize("factor", [0.5, 1.0, 2.0])
 def test_measure_recovers_a_known_ratio(factor):
-    ratio = measure(sleep(factor * 0.01), sleep(0.01), min_time=0.1)
+    ratio = measure(sleep(factor * 0.05), sleep(0.05), min_time=0.1)
     assert len(ratio.samples) == SAMPLES
     assert ratio.low <= ratio.median <= ratio.high
     assert ratio.median == pytest.approx(factor, rel=0.05)
@@ -97,13 +98,13 @@ def test_compare_flags_a_synthetic_slowdown(tmp_path):
     small = next(row for row in TIMED if row.slower == "up" and row is not up)
     down = next(row for row in TIMED if row.slower == "down")
     base = {
-        (row.label, "cpu"): measure(sleep(5e-3), sleep(5e-3), min_time=0.03)
+        (row.label, "cpu"): measure(sleep(0.025), sleep(0.025), min_time=0.1)
         for row in (up, small, down)
     }
     head = {
-        (up.label, "cpu"): measure(sleep(6.5e-3), sleep(5e-3), min_time=0.03),
-        (small.label, "cpu"): measure(sleep(5.2e-3), sleep(5e-3), min_time=0.03),
-        (down.label, "cpu"): measure(sleep(5e-3), sleep(6.5e-3), min_time=0.03),
+        (up.label, "cpu"): measure(sleep(0.0325), sleep(0.025), min_time=0.1),
+        (small.label, "cpu"): measure(sleep(0.026), sleep(0.025), min_time=0.1),
+        (down.label, "cpu"): measure(sleep(0.025), sleep(0.0325), min_time=0.1),
     }
     machine = tmp_path / "m"
     machine.mkdir()
@@ -134,7 +135,7 @@ def test_compare_flags_a_synthetic_slowdown(tmp_path):
 
 def test_compare_passes_a_run_against_itself_and_refuses_a_missing_commit(tmp_path):
     measured = {
-        (row.label, "cpu"): measure(sleep(5e-3), sleep(5e-3), min_time=0.03) for row in TIMED[:2]
+        (row.label, "cpu"): measure(sleep(0.025), sleep(0.025), min_time=0.1) for row in TIMED[:2]
     }
     machine = tmp_path / "m"
     machine.mkdir()
