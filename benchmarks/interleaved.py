@@ -8,8 +8,8 @@ programs run in one process, in alternating order (A B, then B A, so that a drif
 both), each sample long enough to swamp the timer and the dispatch (`number` calls, chosen so
 that a sample takes at least `min_time`), with the garbage collector off while timing, as
 `timeit` does. A sample $i$ gives the paired ratio $r_i = a_i / b_i$ of two neighbouring
-measurements; the estimate is the median of the $r_i$ and its spread their quartiles. The
-samples are kept, so that two runs can be compared by a rank test (`benchmarks.compare`).
+measurements; the estimate is the median of the $r_i$ and its spread their quartiles, which
+`benchmarks.compare` uses to tell a change from the noise of two runs.
 """
 
 import dataclasses
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 
-#: The fewest samples a side: asv's Mann–Whitney test at p < 0.002 needs 7.
+#: Samples a side: the fewest with which asv's Mann–Whitney test at p < 0.002 can fire.
 SAMPLES = 7
 
 
@@ -37,11 +37,6 @@ class Ratio:
     high: float
     samples: tuple[float, ...]
     seconds: tuple[float, float]
-
-    @property
-    def spread(self) -> float:
-        """The interquartile range relative to the median: 0.1 is ±5 %."""
-        return (self.high - self.low) / self.median
 
 
 def _per_call(fn: Callable[[], object], number: int) -> float:
