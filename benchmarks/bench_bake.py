@@ -3,6 +3,7 @@ number of devices."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,10 @@ import cakejax as cj
 from cakejax.examples import cake
 
 from ._common import _Timed, BACKENDS, put, Suite, xla_cost
+
+
+#: The folder that holds `benchmarks/`, for the subprocess to import `benchmarks.interleaved`.
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _customers(n):
@@ -32,6 +37,10 @@ class Recipes(_Timed):
     params = ([1, 100, 1000, 100_000, 1_000_000], list(BACKENDS))
     param_names = ("customers", "backend")
     timeout = 600
+    # `setup` compiles and runs the program once; then up to 3 samples within 5 s: one call
+    # of 20 s for 10⁶ customers (3 samples and a warm-up were 100 s of the suite's 15 min).
+    repeat = (1, 3, 5.0)
+    warmup_time = 0.0
 
     @staticmethod
     def problem(customers, backend):
@@ -62,47 +71,65 @@ class RecipesMemory(Suite):
 
 
 _PER_DEVICE = textwrap.dedent('''
-    import json, statistics, sys, time
+    import json, sys
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh
     import cakejax as cj
     from cakejax.examples import cake
-    devices, n = int(sys.argv[1]), int(sys.argv[2])
-    mesh = Mesh(np.asarray(jax.devices()[:devices]), ("customers",))
+    from benchmarks.interleaved import measure
+    n, counts = int(sys.argv[1]), [int(c) for c in sys.argv[2:]]
     scores = eqx.filter_vmap(lambda s, f: cj.Deliciousness(ideal_sweetness=s,
         ideal_fluffiness=f))(jnp.linspace(8.0, 12.0, n), jnp.linspace(4.0, 6.0, n))
     x0 = cake()
-    jax.block_until_ready(cj.optimise_recipes(scores, x0, mesh=mesh).recipe)  # compile
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        jax.block_until_ready(cj.optimise_recipes(scores, x0, mesh=mesh).recipe)
-        times.append(time.perf_counter() - start)
-    print(json.dumps(n / statistics.median(times)))
+    def call(devices):
+        mesh = Mesh(np.asarray(jax.devices()[:devices]), ("customers",))
+        return lambda: jax.block_until_ready(cj.optimise_recipes(scores, x0, mesh=mesh).recipe)
+    one = call(1)
+    found = {}
+    for devices in counts:
+        ratio = measure(one, call(devices))  # the time on one device over the time on these
+        found[devices] = (n / ratio.seconds[1], ratio.median, ratio.low, ratio.high)
+    print(json.dumps(found))
 ''')
 
 
 class RecipesPerDevice(Suite):
-    """Customers per second for 4096 customers sharded over 1, 2, 4 and 8 virtual CPU
-    devices (`--xla_force_host_platform_device_count=8`, in a subprocess each, since the
-    device count is fixed when JAX starts). They share this machine's cores, so the honest
-    target on a CPU is no loss from sharding: at least 0.9x one device."""
+    """4096 customers' recipes sharded over 1, 2, 4 and 8 virtual CPU devices
+    (`--xla_force_host_platform_device_count=8`: one subprocess, since the device count is
+    fixed when JAX starts), each mesh timed interleaved with one device
+    (`interleaved.measure`): the speedup over one device (the median of the paired ratios
+    time on one / time on these, and their quartiles; one device against itself shows the
+    noise) and the customers per second. The devices share this machine's cores, so the
+    honest target on a CPU is no loss from sharding: a speedup of at least 0.9."""
 
     params = ([1, 2, 4, 8],)
     param_names = ("devices",)
     timeout = 900
 
     def setup_cache(self):
-        env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-        rates = {}
-        for devices in self.params[0]:
-            out = subprocess.run([sys.executable, "-c", _PER_DEVICE, str(devices), "4096"],
-                                 env={**os.environ, **env}, capture_output=True, text=True,
-                                 check=True)
-            rates[devices] = json.loads(out.stdout.strip().splitlines()[-1])
-        return rates
+        env = {
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+            "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", _PER_DEVICE, "4096", *map(str, self.params[0])],
+            env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+        return {int(devices): values for devices, values in found.items()}
 
-    def track_customers_per_second(self, rates, devices):
-        return rates[devices]
+    def track_customers_per_second(self, found, devices):
+        return found[devices][0]
+
+    def track_speedup(self, found, devices):
+        return found[devices][1]
+
+    def track_speedup_q1(self, found, devices):
+        return found[devices][2]
+
+    def track_speedup_q3(self, found, devices):
+        return found[devices][3]
 
     track_customers_per_second.unit = "customers/s"
+    track_speedup.unit = "ratio"
+    track_speedup_q1.unit = "ratio"
+    track_speedup_q3.unit = "ratio"

@@ -4,6 +4,7 @@ plain single call), jitted, with the cakejax model closed over or passed as a ji
 and the domain checks on. The XLA cost metrics (flops, bytes, temporary bytes) of the same
 programs at N = 10⁶ are in `BatchCost`, compiled once per problem."""
 
+import itertools
 import os
 import typing
 
@@ -16,7 +17,18 @@ from cakejax.examples import BUTTER, dough_maturity
 from cakejax.testing import transform as transform_by_name
 
 from . import course_baseline as course
-from ._common import _Timed, BACKENDS, cost_tracks, GPU_SIZES, put, sized_for
+from ._common import (
+    _Timed,
+    BACKENDS,
+    cost_tracks,
+    device,
+    GPU_SIZES,
+    put,
+    run,
+    sized_for,
+    Suite,
+)
+from .interleaved import measure
 
 
 class Problem(typing.NamedTuple):
@@ -130,31 +142,126 @@ def program(name: str, transform: str, n: int, impl: str, mode: str):
     return batched, (model, x, *data)
 
 
-class Batch(_Timed):
-    """Steady-state time of the jitted program (compile excluded, output blocked on)."""
+def _problem(model, transform, n, impl, mode, backend):
+    """(function, arguments) of the program at one point of the grid, on `backend`."""
+    if impl == "course" and mode == "argument":
+        raise NotImplementedError("the course's functions take no parameters")
+    sized_for(backend, n)
+    if n > 1000000 and (mode == "argument" or transform == "hessian" or model == "FixedPoint"):
+        raise NotImplementedError("N = 10⁸: value and gradient, closed over")
+    # The suite's time budget: at N = 10³ no Hessians and no jit-argument variant, and
+    # FixedPoint (a second per call at N = 10⁶) at N = 10⁶ only for its value.
+    if n == 1000 and (mode == "argument" or transform == "hessian"):
+        raise NotImplementedError("N = 10³: value and gradient, closed over")
+    if model == "FixedPoint" and n == 1000000 and (mode == "argument" or transform == "grad"):
+        raise NotImplementedError("FixedPoint at N = 10⁶: the value, closed over")
+    fn, args = program(model, transform, n, impl, mode)
+    return fn, put(backend, args)
+
+
+class _Measured(Suite):
+    """cakejax against the course at every point of the grid, in one process: each cakejax
+    program (closed over, or with the model as a jit argument) timed interleaved with the
+    course's program of the same model, transform and N (`interleaved.measure`: 7 samples a
+    side, each of enough calls to last 20 ms), compile excluded, output blocked on. One
+    process compiles each program once and starts JAX once (a process per program spent
+    200 s of the suite's 15 minutes on that).
+
+    `Batch` and `BatchRatio` read the one measurement: asv runs a `setup_cache` once per place
+    it is written, and both inherit this one."""
+
+    timeout = 1800
+    shared_setup_cache = True
+
+    def setup_cache(self):
+        grid = dict(zip(self.param_names, self.params, strict=True))
+        found = {}
+        for backend in grid["backend"]:
+            try:
+                device(backend)
+            except NotImplementedError:
+                continue
+            for model, transform, n in itertools.product(grid["model"], grid["transform"],
+                                                         grid["n"]):
+                try:
+                    course_call = _call(model, transform, n, "course", "closed", backend)
+                except NotImplementedError:
+                    continue
+                for mode in grid["mode"]:
+                    try:
+                        cakejax_call = _call(model, transform, n, "cakejax", mode, backend)
+                    except NotImplementedError:
+                        continue
+                    found[model, transform, n, mode, backend] = measure(cakejax_call,
+                                                                        course_call)
+        return found
+
+    setup_cache.timeout = 1800
+
+
+class Batch(_Measured):
+    """The median time of a call of each program of the grid (compile excluded, output
+    blocked on; `_Measured`), the course's from its pairing with the closed-over cakejax
+    program."""
 
     params = (list(PROBLEMS), list(TRANSFORMS), SIZES, ["cakejax", "course"],
               ["closed", "argument"], list(BACKENDS))
     param_names = ("model", "transform", "n", "impl", "mode", "backend")
-    # ~200 programs, each compiled and run once in `setup`: no further warm-up, few samples.
-    repeat = (1, 3, 0.2)
-    warmup_time = 0.0
+    problem = staticmethod(_problem)
 
-    @staticmethod
-    def problem(model, transform, n, impl, mode, backend):
-        if impl == "course" and mode == "argument":
-            raise NotImplementedError("the course's functions take no parameters")
-        sized_for(backend, n)
-        if n > 1000000 and (mode == "argument" or transform == "hessian" or model == "FixedPoint"):
-            raise NotImplementedError("N = 10⁸: value and gradient, closed over")
-        # The suite's ten-minute budget: at N = 10³ no Hessians and no jit-argument variant,
-        # and FixedPoint (seconds per call at N = 10⁶) at N = 10⁶ only for its value.
-        if n == 1000 and (mode == "argument" or transform == "hessian"):
-            raise NotImplementedError("N = 10³: value and gradient, closed over")
-        if model == "FixedPoint" and n == 1000000 and (mode == "argument" or transform == "grad"):
-            raise NotImplementedError("FixedPoint at N = 10⁶: the value, closed over")
-        fn, args = program(model, transform, n, impl, mode)
-        return fn, put(backend, args)
+    def setup(self, found, model, transform, n, impl, mode, backend):
+        if (model, transform, n, mode, backend) not in found or (
+            impl == "course" and mode != "closed"
+        ):
+            raise NotImplementedError(f"not measured here: {impl} {mode}")
+
+    def track_seconds(self, found, model, transform, n, impl, mode, backend):
+        return found[model, transform, n, mode, backend].seconds[impl == "course"]
+
+    track_seconds.unit = "seconds"
+
+
+class BatchRatio(_Measured):
+    """The ratio cakejax / course of each cakejax program of the grid to the course's
+    (`_Measured`): the median of the interleaved pairs, and their quartiles."""
+
+    params = (list(PROBLEMS), list(TRANSFORMS), SIZES, ["closed", "argument"],
+              list(BACKENDS))
+    param_names = ("model", "transform", "n", "mode", "backend")
+
+    def setup(self, found, *params):
+        if params not in found:
+            raise NotImplementedError(f"not measured here: {params}")
+
+    def track_ratio(self, found, *params):
+        return found[params].median
+
+    def track_ratio_q1(self, found, *params):
+        return found[params].low
+
+    def track_ratio_q3(self, found, *params):
+        return found[params].high
+
+    track_ratio.unit = "ratio"
+    track_ratio_q1.unit = "ratio"
+    track_ratio_q3.unit = "ratio"
+
+
+def _call(*params):
+    """A function of no arguments: one call of `Batch`'s program at `params`, jitted (compiled
+    by its first call), blocked on."""
+    fn, args = _problem(*params)
+    jitted = jax.jit(fn)
+    return lambda: run(jitted, *args)
+
+
+class _BatchProgram(_Timed):
+    """One program of `Batch`'s grid on its own, for `interleaved.Programs`: the headline rows
+    at N = 10⁶ measure it beside the rest of the headline. Underscored: not an asv benchmark
+    (`Batch` times the grid)."""
+
+    param_names = Batch.param_names
+    problem = staticmethod(_problem)
 
 
 class BatchCost(cost_tracks(Batch)):

@@ -311,7 +311,8 @@ def _batch_rows():
     return rows
 
 
-_BATCH = "bench_batch.Batch.time_steady_state"
+_BATCH = "bench_batch._BatchProgram.time_steady_state"
+_PER_DEVICE = "bench_bake.RecipesPerDevice.track_speedup"
 _MODES = {"closed": "closed over", "argument": "as a jit argument"}
 
 
@@ -438,21 +439,21 @@ RATIOS = [
     ),
     _ratio(
         "recipes for 4096 customers, customers/s: 8 virtual CPU devices / 1",
-        "bench_bake.RecipesPerDevice.track_customers_per_second",
+        _PER_DEVICE,
         {"devices": 8},
         {"devices": 1},
         (">=", 0.9),
     ),
     _ratio(
         "the same, 2 devices / 1",
-        "bench_bake.RecipesPerDevice.track_customers_per_second",
+        _PER_DEVICE,
         {"devices": 2},
         {"devices": 1},
         (">=", 0.9),
     ),
     _ratio(
         "the same, 4 devices / 1",
-        "bench_bake.RecipesPerDevice.track_customers_per_second",
+        _PER_DEVICE,
         {"devices": 4},
         {"devices": 1},
         (">=", 0.9),
@@ -510,12 +511,17 @@ RATIOS = [
 
 
 #: The rows timed by their benchmarks (the rest track deterministic numbers: accuracy, flops,
-#: solver steps; and customers per second, measured in a process per device count):
+#: solver steps; and the speedup over one device, measured in a process of its own):
 #: `bench_headline.Ratios` measures each interleaved in one process.
 TIMED = [row for row in RATIOS if ".track_" not in row.numerator[0]]
 
 #: The interleaved ratio of a timed row and its quartiles (`bench_headline`).
 INTERLEAVED = tuple(f"bench_headline.Ratios.track_ratio{suffix}" for suffix in ("", "_q1", "_q3"))
+
+#: Rows measured interleaved by their own benchmark, in a process of their own (the device
+#: count is fixed when JAX starts): the track of the numerator's ratio to the denominator ->
+#: the tracks of that ratio and its quartiles.
+SPREADS = {_PER_DEVICE: tuple(f"{_PER_DEVICE}{suffix}" for suffix in ("", "_q1", "_q3"))}
 
 #: A row whose interquartile range is wider than this, relative to its median, is
 #: noise-limited: a change within its spread cannot be told from the machine's noise.
@@ -605,7 +611,13 @@ def _cell(a, b, target=None) -> str:
 
 def _interleaved(results: "Results", label: str, backend: str, target) -> str:
     """A timed row's cell: the median of its interleaved ratios with their quartiles."""
-    median, q1, q3 = (results.get(name, {"row": label}, backend) for name in INTERLEAVED)
+    return _spread(results, INTERLEAVED, {"row": label}, backend, target)
+
+
+def _spread(results: "Results", names, params: dict, backend: str, target) -> str:
+    """The cell of an interleaved ratio: its median, read from the benchmark `names[0]`, with
+    its quartiles (`names[1:]`), marked noise-limited where their range is wide."""
+    median, q1, q3 = (results.get(name, params, backend) for name in names)
     if STALE in (median, q1, q3):
         return "stale (re-run)"
     if None in (median, q1, q3):
@@ -669,6 +681,8 @@ def table(columns: dict[str, Results]) -> str:
         cells = [
             _interleaved(r, label, backend, target)
             if timed
+            else _spread(r, SPREADS[num_name], num, backend, target)
+            if num_name in SPREADS
             else _cell(r.get(num_name, num, backend), r.get(den_name, den, backend), target)
             for backend, r in columns.items()
         ]
@@ -689,9 +703,10 @@ _BATCH_COLUMNS = [
 
 
 def batch_table(results: Results, backend: str = "cpu") -> str:
-    """Every model against the course at each batch size: time ratios cakejax / course (the
-    course's function is always closed over: it has no parameters), the temporary memory ratio
-    at N = 10⁶, and cakejax's throughput there in cakes per second."""
+    """Every model against the course at each batch size: the interleaved time ratios
+    cakejax / course with their quartiles (the course's function is always closed over: it
+    has no parameters), the temporary memory ratio at N = 10⁶, and cakejax's throughput there
+    in cakes per second."""
     from .bench_batch import PROBLEMS, TRANSFORMS
 
     head = (
@@ -703,15 +718,16 @@ def batch_table(results: Results, backend: str = "cpu") -> str:
     for model in PROBLEMS:
         for transform in TRANSFORMS:
             common = {"model": model, "transform": transform}
-            cells = []
-            for n, mode, bound in _BATCH_COLUMNS:
-                a = results.get(
-                    _BATCH, {**common, "n": n, "impl": "cakejax", "mode": mode}, backend
+            cells = [
+                _spread(
+                    results,
+                    _BATCH_RATIO,
+                    {**common, "n": n, "impl": "cakejax", "mode": mode},
+                    backend,
+                    None if bound is None else ("<=", bound),
                 )
-                b = results.get(
-                    _BATCH, {**common, "n": n, "impl": "course", "mode": "closed"}, backend
-                )
-                cells.append(_cell(a, b, None if bound is None else ("<=", bound)))
+                for n, mode, bound in _BATCH_COLUMNS
+            ]
             big = {**common, "n": 1000000, "mode": "closed"}
             temp = [
                 results.get(
@@ -726,7 +742,7 @@ def batch_table(results: Results, backend: str = "cpu") -> str:
                 f"{' ✓' if temp[0] <= temp[1] else ' ✗'}"
             )
             times = [
-                results.get(_BATCH, {**big, "impl": impl}, backend)
+                results.get(_BATCH_SECONDS, {**big, "impl": impl}, backend)
                 for impl in ("cakejax", "course")
             ]
             cells.append(
@@ -736,6 +752,12 @@ def batch_table(results: Results, backend: str = "cpu") -> str:
             )
             lines.append(f"| {model} | {transform} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: `bench_batch`'s tracks: a program's median time, and the interleaved ratio cakejax /
+#: course with its quartiles.
+_BATCH_SECONDS = "bench_batch.Batch.track_seconds"
+_BATCH_RATIO = tuple(f"bench_batch.BatchRatio.track_ratio{suffix}" for suffix in ("", "_q1", "_q3"))
 
 
 def caption(results: Results) -> str:

@@ -46,16 +46,26 @@ def _per_call(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def _number(fn: Callable[[], object], min_time: float) -> int:
-    """How many calls make a sample of at least `min_time` seconds (after one warm-up call,
-    which compiles what is not compiled yet)."""
-    fn()
-    number = 1
+def _number(fn: Callable[[], object], min_time: float, number: int = 1) -> int:
+    """How many calls make a sample of at least `min_time` seconds, counting up from
+    `number` (the function warmed up already)."""
     while True:
         elapsed = _per_call(fn, number) * number
         if elapsed >= min_time:
             return number
         number = max(2 * number, math.ceil(1.2 * number * min_time / max(elapsed, 1e-9)))
+
+
+def _warm_number(fn: Callable[[], object], min_time: float) -> int:
+    """Warms `fn` up with one call (which compiles what is not compiled yet) and times it: a
+    call that alone lasts `min_time` (a compilation, a fresh interpreter, a large batch)
+    makes a sample of one call, tentatively (`measure` checks it against its first sample,
+    since the warm-up may have compiled); otherwise, the calls that make a sample."""
+    start = time.perf_counter()
+    fn()
+    if time.perf_counter() - start >= min_time:
+        return 1
+    return _number(fn, min_time)
 
 
 def measure(
@@ -70,14 +80,25 @@ def measure(
     pairs of samples of at least `min_time` seconds each."""
     if samples < 2:
         raise ValueError(f"measure: samples must be at least 2 (for quartiles), got {samples}")
-    numbers = (_number(numerator, min_time), _number(denominator, min_time))
+    fns = (numerator, denominator)
+    numbers = [_warm_number(fn, min_time) for fn in fns]
+    checked = False
     times: list[list[float]] = [[], []]
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for i in range(samples):
-            for side in (0, 1) if i % 2 == 0 else (1, 0):
-                times[side].append(_per_call((numerator, denominator)[side], numbers[side]))
+        while len(times[0]) < samples:
+            for side in (0, 1) if len(times[0]) % 2 == 0 else (1, 0):
+                times[side].append(_per_call(fns[side], numbers[side]))
+            if not checked:
+                # A side whose warm-up compiled and whose calls are short: count its calls
+                # now, and start the samples again.
+                checked = True
+                short = [s for s in (0, 1) if times[s][0] * numbers[s] < min_time]
+                for s in short:
+                    numbers[s] = _number(fns[s], min_time, numbers[s])
+                if short:
+                    times = [[], []]
     finally:
         if enabled:
             gc.enable()

@@ -47,9 +47,32 @@ def test_measure_interleaves_in_alternating_order(monkeypatch):
     so that a drift in the machine's speed charges both sides alike."""
     log = []
     a, b = sleep(0, log, "a"), sleep(0, log, "b")
-    monkeypatch.setattr(interleaved, "_number", lambda fn, min_time: {a: 2, b: 3}[fn])
-    measure(a, b, samples=4)
+    monkeypatch.setattr(interleaved, "_warm_number", lambda fn, min_time: {a: 2, b: 3}[fn])
+    measure(a, b, samples=4, min_time=0.0)
     assert "".join(log) == "aabbbbbbaaaabbbbbbaa"
+
+
+def test_a_long_call_is_a_sample_of_its_own():
+    """A call that lasts `min_time` (a compilation, a fresh interpreter) is warmed up once
+    and then timed once a sample: no calls spent on counting."""
+    log = []
+    measure(sleep(0.03, log, "a"), sleep(0.03, log, "b"), samples=3, min_time=0.02)
+    assert "".join(log) == "ab" + "abbaab"
+
+
+def test_a_warm_up_that_compiled_does_not_set_the_sample():
+    """A first call that is slow (it compiled) and later calls that are fast: the sample is
+    counted again after the first, so that each lasts `min_time`, and the ratio is right."""
+    calls = []
+
+    def compiles_first():
+        calls.append(None)
+        time.sleep(0.25 if len(calls) == 1 else 0.01)
+
+    ratio = measure(compiles_first, sleep(0.02), min_time=0.2)
+    assert ratio.median == pytest.approx(0.5, rel=0.05)
+    assert ratio.seconds[0] == pytest.approx(0.01, rel=0.1)
+    assert len(calls) > 1 + SAMPLES * 10  # about 20 calls a sample, not one
 
 
 def test_a_raw_program_runs_in_a_fresh_interpreter(tmp_path):

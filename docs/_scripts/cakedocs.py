@@ -303,7 +303,8 @@ def headline_figure() -> str:
 
 def batch_figure() -> str:
     """`bench_batch`: for each model, cakejax's time over the course's at N = 1, 10³ and 10⁶
-    cakes (the model closed over), one line per transform."""
+    cakes (the model closed over; the median of the interleaved ratios), one line per
+    transform."""
     headline = _headline()
     from benchmarks.bench_batch import PROBLEMS, SIZES, TRANSFORMS
 
@@ -314,10 +315,11 @@ def batch_figure() -> str:
             points = []
             for n in SIZES:
                 common = {"model": model, "transform": transform, "n": n, "mode": "closed"}
-                a = _number(cpu.get(headline._BATCH, {**common, "impl": "cakejax"}, "cpu"))
-                b = _number(cpu.get(headline._BATCH, {**common, "impl": "course"}, "cpu"))
-                if a is not None and b:
-                    points.append((n, a / b))
+                ratio = _number(
+                    cpu.get(headline._BATCH_RATIO[0], {**common, "impl": "cakejax"}, "cpu")
+                )
+                if ratio is not None:
+                    points.append((n, ratio))
             if points:
                 series.setdefault(model, {})[transform] = points
     if not series:
