@@ -59,7 +59,7 @@ class AgainstCourse(Suite):
         run(self.grad_jit, *self.data)
 
     def time_compile(self, problem, impl, backend):
-        compile_fresh(self.closed, *self.data)
+        self.last_compiled = compile_fresh(self.closed, *self.data)
 
     def program(self, method):
         if method == "time_as_jit_argument":
@@ -92,13 +92,13 @@ class Dispatch(Suite):
         return self.fn, (self.model, self.x)
 
 
-class ColdStart(Suite):
+class _ColdStart(Suite):
     """Import + trace + compile + first call of the course's Deliciousness gradient in a fresh
-    process, with cakejax's type checks on and off (they run at trace time only)."""
+    process, with cakejax's type checks on and off (they run at trace time only). Timed by
+    `bench_headline.Ratios`, the two interleaved, each run in a fresh interpreter."""
 
     params = (["on", "off"],)
     param_names = ("typecheck",)
-    repeat = (2, 2, 10.0)  # each sample is a fresh interpreter: seconds
 
     def timeraw_import_trace_compile_call(self, typecheck):
         return f"""

@@ -276,11 +276,12 @@ class BatchCost(cost_tracks(Batch)):
     setup_cache.timeout = 600
 
 
-class DomainCheck(_Timed):
+class _DomainCheck(_Timed):
     """What the domain check costs: Deliciousness at N = 10⁶ with Equinox's `EQX_ON_ERROR` set
     to `raise` (the default: an error on a bad cake) or `nan` (NaNs for bad cakes, no check),
     against the course's unchecked function. cakejax reads the setting when a model is traced,
-    so each program is traced with it set."""
+    so each program is traced with it set. Timed by `bench_headline.Ratios`, interleaved in
+    one process."""
 
     params = (["raise", "nan", "course"], ["value", "grad"], list(BACKENDS))
     param_names = ("on_error", "transform", "backend")

@@ -99,18 +99,15 @@ class FixedPointGradient(_FixedPointProgram):
         run(self.jitted, *self.args)
 
 
-class FixedPointCompile(_FixedPointProgram):
+class _FixedPointCompile(_FixedPointProgram):
     """Trace + compile of the same programs, cakejax's defaults against optimistix's, at
-    ρ = 0.9 only (the program does not depend on ρ, and a fresh compile per sample is the
-    suite's slowest measurement)."""
+    ρ = 0.9 only (the program does not depend on ρ). Timed by `bench_headline.Ratios`, the
+    two interleaved in one process; underscored, so that asv does not time them again."""
 
     params = (["cakejax", "optimistix"], [1000], [0.9], list(BACKENDS))
 
     def time_compile(self, method, n, rho, backend):
-        compile_fresh(self.fn, *self.args)
-
-    time_compile.number = 1
-    time_compile.repeat = (1, 2, 5.0)
+        self.last_compiled = compile_fresh(self.fn, *self.args)
 
 
 class ForwardSteps(Suite):
@@ -308,54 +305,33 @@ def accuracy(model, test) -> float:
 
 
 class DEQDigits(Suite):
-    """A deep-equilibrium classifier (64 hidden units) on digits: a train step (compiled,
-    steady state) and the test accuracy after 200 adam steps.
-
-    Each implementation is trained once, in `setup_cache` (asv runs it once and hands its
-    result to every benchmark's process): the trained model and optimiser state travel as
-    Equinox-serialised bytes, with the accuracy."""
+    """A deep-equilibrium classifier (64 hidden units) on digits: the test accuracy after 200
+    adam steps, each implementation trained once, in `setup_cache` (asv runs it once and hands
+    its result to every benchmark's process). Its train step is timed by `_DEQTrainStep`."""
 
     params = (["cakejax", "cakejax dense", "optimistix"],)
     param_names = ("impl",)
     timeout = 600
 
     def setup_cache(self):
-        trained = {}
+        accuracies = {}
         for impl in self.params[0]:
-            model, opt_state, test = train(impl)
-            buffer = io.BytesIO()
-            eqx.tree_serialise_leaves(buffer, (model, opt_state))
-            trained[impl] = (buffer.getvalue(), accuracy(model, test))
-        return trained
+            model, _, test = train(impl)
+            accuracies[impl] = accuracy(model, test)
+        return accuracies
 
     setup_cache.timeout = 900
 
-    def setup(self, trained, impl):
-        (x, y), _ = digits()
-        model = init_deq(impl)
-        tx = optax.adam(3e-3)
-        like = (model, tx.init(eqx.filter(model, eqx.is_array)))
-        self.model, self.opt_state = eqx.tree_deserialise_leaves(io.BytesIO(trained[impl][0]),
-                                                                 like)
-        self.batch = (x[:BATCH], y[:BATCH])
-        self.step = compiled(("deq", impl), lambda: eqx.filter_jit(train_step_fn(tx)))
-        jax.block_until_ready(self.step(self.model, self.opt_state, *self.batch))
-
-    def time_train_step(self, trained, impl):
-        jax.block_until_ready(self.step(self.model, self.opt_state, *self.batch))
-
-    def program(self, method):
-        return self.step, (self.model, self.opt_state, *self.batch)
-
-    def track_test_accuracy(self, trained, impl):
-        return trained[impl][1]
+    def track_test_accuracy(self, accuracies, impl):
+        return accuracies[impl]
 
     track_test_accuracy.unit = "fraction"
 
 
-class DEQCompile(Suite):
+class _DEQCompile(Suite):
     """Trace + compile of the DEQ's train step, the dense adjoint against optimistix (the
-    program does not depend on the weights, so an untrained model is compiled)."""
+    program does not depend on the weights, so an untrained model is compiled). Timed by
+    `bench_headline.Ratios`, interleaved in one process."""
 
     params = (["cakejax dense", "optimistix"],)
     param_names = ("impl",)
@@ -369,14 +345,15 @@ class DEQCompile(Suite):
     def time_compile_train_step(self, impl):
         jax.clear_caches()
         tx = optax.adam(3e-3)
-        eqx.filter_jit(train_step_fn(tx)).lower(self.model, self.opt_state, *self.batch).compile()
+        self.last_compiled = (
+            eqx.filter_jit(train_step_fn(tx)).lower(self.model, self.opt_state, *self.batch)
+            .compile()
+        )
 
     def program(self, method):
         return (eqx.filter_jit(train_step_fn(optax.adam(3e-3))),
                 (self.model, self.opt_state, *self.batch))
 
-    time_compile_train_step.number = 1
-    time_compile_train_step.repeat = (1, 2, 10.0)
 
 
 # --- issue 28: the dough at batch scale ------------------------------------------------------
@@ -427,9 +404,10 @@ class DoughBatch(Suite):
         run(self.jitted, *self.args)
 
 
-class DoughBatchCompile(Suite):
+class _DoughBatchCompile(Suite):
     """The first call's cost at N = 10³: trace + lower + compile, the defaults against the
-    course's (issue 28's target: at most 2x)."""
+    course's (issue 28's target: at most 2x). Timed by `bench_headline.Ratios`, interleaved
+    in one process."""
 
     params = (["course", "defaults"], ["value", "grad"], [1000], list(BACKENDS))
     param_names = ("method", "transform", "n", "backend")
@@ -438,10 +416,8 @@ class DoughBatchCompile(Suite):
         self.fn, self.args = dough_batch(method, transform, n, backend)
 
     def time_compile(self, method, transform, n, backend):
-        compile_fresh(self.fn, *self.args)
+        self.last_compiled = compile_fresh(self.fn, *self.args)
 
-    time_compile.number = 1
-    time_compile.repeat = (1, 3, 5.0)
 
 
 # --- issue 29: FixedPoint's defaults in deep-equilibrium training ---------------------------
@@ -449,11 +425,12 @@ class DoughBatchCompile(Suite):
 DEQ_IMPLS = [*DEQ_SETTINGS, "hand-written", "optimistix"]
 
 
-class DEQTrainStep(Suite):
+class _DEQTrainStep(Suite):
     """The DEQ's train step (steady state) at 64 and 128 hidden units, at initialisation and
     after 300 adam steps (trained once, by the defaults, so that every implementation is
     timed at the same weights, where contraction is weaker): cakejax's defaults against each
-    documented setting, the hand-written implicit layer and optimistix."""
+    documented setting, the hand-written implicit layer and optimistix. Timed by
+    `bench_headline.Ratios` (the headline rows that name it, interleaved in one process)."""
 
     params = ([64, 128], ["init", "trained"], DEQ_IMPLS)
     param_names = ("hidden", "weights", "impl")
@@ -485,11 +462,11 @@ class DEQTrainStep(Suite):
         jax.block_until_ready(self.step(*self.args))
 
 
-class DEQFirstCall(Suite):
-    """Trace + compile of the DEQ's train step at 64 hidden units: the defaults, the
-    hand-written layer and optimistix."""
+class _DEQFirstCall(Suite):
+    """Trace + compile of the DEQ's train step at 64 hidden units: the defaults against
+    optimistix. Timed by `bench_headline.Ratios`, interleaved in one process."""
 
-    params = (["cakejax", "hand-written", "optimistix"],)
+    params = (["cakejax", "optimistix"],)
     param_names = ("impl",)
 
     def setup(self, impl):
@@ -500,13 +477,13 @@ class DEQFirstCall(Suite):
 
     def time_compile_train_step(self, impl):
         jax.clear_caches()
-        eqx.filter_jit(train_step_fn(optax.adam(3e-3))).lower(*self.args).compile()
+        self.last_compiled = (
+            eqx.filter_jit(train_step_fn(optax.adam(3e-3))).lower(*self.args).compile()
+        )
 
     def program(self, method):
         return eqx.filter_jit(train_step_fn(optax.adam(3e-3))), self.args
 
-    time_compile_train_step.number = 1
-    time_compile_train_step.repeat = (1, 3, 10.0)
 
 
 # --- issue 32: keeping a deep-equilibrium model contracting ---------------------------------
@@ -579,12 +556,13 @@ CONTRACTION_SETTINGS = {
 }
 
 
-class DEQContraction(Suite):
+class _DEQContraction(Suite):
     """The cost of keeping the DEQ contracting: its train step (64 units, batch 128, cakejax
     defaults, steady state) with W as it is, through `cj.spectral_normalise`, or with
     `cj.jacobian_penalty` (one probe an example, weight 0.1) added to the loss. At the
     initial weights ‖W‖₂ = 0.5, so the normalisation leaves W as it is and every variant
-    solves the same fixed points: the difference is the tools' own cost."""
+    solves the same fixed points: the difference is the tools' own cost. Timed by
+    `bench_headline.Ratios`, interleaved in one process."""
 
     params = (list(CONTRACTION_SETTINGS),)
     param_names = ("setting",)

@@ -49,17 +49,17 @@ def _program(programs: Programs, row, backend: str, seconds: float, roofs) -> di
     denominator): the fingerprint of its optimised HLO and, for a steady state that took
     `seconds` a call, its fraction of the roofline and its flops per byte. Empty where the
     row runs no single program (a Python loop, a fresh interpreter)."""
-    program = programs.program(*row.numerator if row.slower == "up" else row.denominator,
-                               backend)
+    side = row.numerator if row.slower == "up" else row.denominator
+    program = programs.program(*side, backend)
     if program is None:
         return {}
     jitted, args = program
-    # The executable the calls ran, from JAX's cache (eqx.filter_jit's Compiled wraps JAX's).
-    compiled = jitted.lower(*args).compile()
+    # The executable a compile-time benchmark compiled last, or the one the calls ran, from
+    # JAX's cache (eqx.filter_jit's Compiled wraps JAX's).
+    compiled = programs.last_compiled(*side, backend) or jitted.lower(*args).compile()
     compiled = getattr(compiled, "compiled", compiled)
     found = {"fingerprint": roofline.as_number(roofline.fingerprint(compiled))}
-    method = (row.numerator if row.slower == "up" else row.denominator)[0].rsplit(".", 1)[1]
-    if "compile" not in method:
+    if "compile" not in side[0].rsplit(".", 1)[1]:
         nbytes, flops = roofline.cost(compiled)
         found["roofline"] = roofline.fraction(nbytes, flops, seconds, *roofs)[0]
         found["intensity"] = flops / nbytes if nbytes else 0.0
@@ -69,7 +69,9 @@ def _program(programs: Programs, row, backend: str, seconds: float, roofs) -> di
 class Ratios(Suite):
     """Every timed headline row, cakejax's program / its baseline's, on each backend this
     machine has. All rows are measured once, in `setup_cache` (one process: each program is
-    compiled once, however many rows share it); the tracks read the result. Beside each
+    compiled once, however many rows share it); the tracks read the result: the ratio, its
+    quartiles, and each side's median time of a call (the programs that only the headline
+    compares, compile times and the DEQ's train steps, are timed here only). Beside each
     ratio, cakejax's program of the row: its fraction of the roofline (XLA's bytes and flops
     over its median time in the interleaved samples, against `Machine`'s roofs measured in
     the same process), its arithmetic intensity (flops per byte: above the machine's peak
@@ -127,6 +129,14 @@ class Ratios(Suite):
     def track_ratio_q3(self, found, row, backend):
         return found[row, backend]["ratio"].high
 
+    # Each side's median time of a call in the interleaved samples: the absolute timings of
+    # the programs the headline compares (asv times none of them again).
+    def track_numerator_seconds(self, found, row, backend):
+        return found[row, backend]["ratio"].seconds[0]
+
+    def track_denominator_seconds(self, found, row, backend):
+        return found[row, backend]["ratio"].seconds[1]
+
     def track_program_fingerprint(self, found, row, backend):
         return found[row, backend].get("fingerprint", math.nan)
 
@@ -140,6 +150,8 @@ class Ratios(Suite):
     track_ratio.unit = "ratio"
     track_ratio_q1.unit = "ratio"
     track_ratio_q3.unit = "ratio"
+    track_numerator_seconds.unit = "seconds"
+    track_denominator_seconds.unit = "seconds"
     track_program_fingerprint.unit = "hash"
     track_roofline.unit = "fraction"
     track_flops_per_byte.unit = "flops/byte"

@@ -11,10 +11,11 @@ from cakejax.examples import tanh_contraction, TanhCell
 from ._common import BACKENDS, compiled, put, run, Suite, warm
 
 
-class SpectralRadius(Suite):
+class _SpectralRadius(Suite):
     """ρ(∂f/∂x) of x ↦ tanh(W x + U θ) at x = 0 (W symmetric, ρ = 0.9): `cj.spectral_radius`
     (20 Arnoldi steps) against `max(abs(eigvals(jacfwd(f))))`, which needs the n × n Jacobian
-    and a dense non-symmetric eigensolver (CPU only in JAX)."""
+    and a dense non-symmetric eigensolver (CPU only in JAX). Timed by
+    `bench_headline.Ratios`, interleaved in one process."""
 
     params = (["arnoldi", "eigvals"], [64, 1000], list(BACKENDS))
     param_names = ("method", "n", "backend")

@@ -154,6 +154,11 @@ class Programs:
             return _raw(bound(*args))
         return lambda: bound(*args)
 
+    def last_compiled(self, name: str, params: dict, backend: str):
+        """The executable that the compile-time benchmark `name` compiled last, or None."""
+        bench, _, _ = self._setup(name, params, backend)
+        return getattr(bench, "last_compiled", None)
+
     def program(self, name: str, params: dict, backend: str):
         """(jitted function, arguments) that the benchmark runs (`Suite.program`), or None."""
         bench, method, _ = self._setup(name, params, backend)

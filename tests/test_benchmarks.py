@@ -99,6 +99,39 @@ def test_benchmark_runs_once(cls, methods, params, few_training_steps, monkeypat
             compile(result, method, "exec")  # a program asv runs in a fresh process
 
 
+def _headline_only_programs():
+    """The programs of the headline's timed rows whose classes asv does not run (underscored:
+    `bench_headline.Ratios` times them, interleaved), each once."""
+    from benchmarks.headline import TIMED
+
+    found = {}
+    for row in TIMED:
+        for name, params in (row.numerator, row.denominator):
+            if name.split(".")[1].startswith("_"):
+                found.setdefault(f"{name}{sorted(params.items())}", (name, params))
+    return found
+
+
+@pytest.fixture(scope="module")
+def programs():
+    """One `Programs` for the module's cases, as in `Ratios` (the DEQ trained 3 steps)."""
+    from benchmarks import bench_fixed_point
+    from benchmarks.interleaved import Programs
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench_fixed_point, "TRAINED_STEPS", 3)
+        yield Programs()
+
+
+@pytest.mark.parametrize(
+    "name, params", list(_headline_only_programs().values()), ids=list(_headline_only_programs())
+)
+def test_every_headline_only_program_runs_on_cpu(programs, name, params):
+    """The programs only the headline times cannot rot either: each is set up and called
+    once, on the CPU, where every timed row is measured."""
+    programs.call(name, params, "cpu")()
+
+
 def test_asv_check():
     out = subprocess.run(
         [sys.executable, "-m", "asv", "check", "--python=same"],
