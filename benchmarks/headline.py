@@ -566,17 +566,17 @@ class Results:
         self.machine = json.loads(machine_file.read_text()) if machine_file.exists() else {}
         self.commits: set[str] = set()
 
-    def get(self, benchmark: str, params: dict, backend: str):
-        """The result at `params` on `backend`: a number, None (not measured), or `STALE` (only
-        measured by another version of the benchmark). A benchmark without a backend parameter
-        (the cold start, always on CPU) counts as a CPU result."""
+    def _values(self, benchmark: str, params: dict, backend: str):
+        """(value, commit) of each run that measured `params` on `backend` with the code's
+        version of `benchmark`, newest first (the value None where that run's entry lacks
+        it); `STALE` first where only another version did."""
         if benchmark not in self.benchmarks:
-            return None
+            return
         version, names = self.benchmarks[benchmark]
         if "backend" in names:
             params = {**params, "backend": backend}
         elif backend != "cpu":
-            return None
+            return
         wanted = [
             repr(params[name]) if isinstance(params[name], str) else str(params[name])
             for name in names
@@ -591,14 +591,37 @@ class Results:
                 stale = True
                 continue
             grid = entry[columns.index("params")]
-            for combo, value in zip(
+            value = None
+            for combo, result in zip(
                 itertools.product(*grid), entry[columns.index("result")] or [], strict=False
             ):
                 if list(combo) == wanted:
-                    self.commits.add(run["commit_hash"][:8])
-                    return value if value is not None and not math.isnan(value) else None
-            return None
-        return STALE if stale else None
+                    value = result if result is not None and not math.isnan(result) else None
+                    break
+            yield value, run["commit_hash"][:8]
+        if stale:
+            yield STALE, None
+
+    def get(self, benchmark: str, params: dict, backend: str):
+        """The result at `params` on `backend`: a number, None (not measured), or `STALE` (only
+        measured by another version of the benchmark). A benchmark without a backend parameter
+        (the cold start, always on CPU) counts as a CPU result. It comes from the newest run
+        that measured the benchmark."""
+        for value, commit in self._values(benchmark, params, backend):
+            if commit is not None and value is not None:
+                self.commits.add(commit)
+            return value
+        return None
+
+    def previous(self, benchmark: str, params: dict, backend: str):
+        """(value, commit) of the run before the one `get` reads that measured `params` with
+        the same version of the benchmark, or None."""
+        values = self._values(benchmark, params, backend)
+        next(values, None)
+        for value, commit in values:
+            if value is not None and value != STALE:
+                return value, commit
+        return None
 
 
 def _cell(a, b, target=None) -> str:
@@ -621,14 +644,22 @@ def _interleaved(results: "Results", label: str, backend: str, target) -> str:
 
 def _spread(results: "Results", names, params: dict, backend: str, target) -> str:
     """The cell of an interleaved ratio: its median, read from the benchmark `names[0]`, with
-    its quartiles (`names[1:]`), marked noise-limited where their range is wide."""
+    its quartiles (`names[1:]`), marked noise-limited where their range is wide or where the
+    previous run of the same benchmark code disagrees by more than `NOISY`."""
     median, q1, q3 = (results.get(name, params, backend) for name in names)
     if STALE in (median, q1, q3):
         return "stale (re-run)"
     if None in (median, q1, q3):
         return "not measured"
     cell = _cell(median, 1.0, target).replace("×", f"× ({q1:.2f}–{q3:.2f})", 1)
-    return cell + (" noise-limited" if (q3 - q1) / median > NOISY else "")
+    if (q3 - q1) / median > NOISY:
+        return cell + " noise-limited"
+    # Quartiles measure the noise within one process; a shift between processes shows as a
+    # disagreement with the previous run of the same benchmark code.
+    previous = results.previous(names[0], params, backend)
+    if previous is not None and abs(median / previous[0] - 1) > NOISY:
+        return cell + f" noise-limited (previous run {previous[0]:.2f}× at {previous[1]})"
+    return cell
 
 
 def _goal(target) -> str:

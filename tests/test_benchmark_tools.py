@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import compare, interleaved, roofline
+from benchmarks import compare, headline, interleaved, roofline
 from benchmarks.headline import INTERLEAVED, TIMED
 from benchmarks.interleaved import measure, SAMPLES
 
@@ -89,7 +89,7 @@ def test_measure_refuses_too_few_samples():
         measure(sleep(0), sleep(0), samples=1)
 
 
-def _results(folder, commit, measured):
+def _results(folder, commit, measured, date=0):
     """An asv results file of `commit` holding `measured`, {(label, backend): Ratio}, as
     `bench_headline.Ratios` records it (params as reprs, results in row-major order)."""
     labels = [row.label for row in TIMED]
@@ -104,7 +104,7 @@ def _results(folder, commit, measured):
         results[name] = [flat, [[repr(x) for x in labels], [repr(b) for b in backends]], "v"]
     run = {
         "commit_hash": commit,
-        "date": 0,
+        "date": date,
         "env_name": "existing-py3.11",
         "result_columns": ["result", "params", "version"],
         "results": results,
@@ -154,6 +154,26 @@ def test_compare_flags_a_synthetic_slowdown(tmp_path):
     assert sorted(line.strip() for line in flagged if line.strip()) == sorted(
         [f"[cpu] {up.label}", f"[cpu] {down.label}"]
     )
+
+
+def test_a_row_that_moved_since_the_previous_run_says_so(tmp_path):
+    """Quartiles measure the noise within one process. A row whose median moved by more than
+    10 % since the previous run of the same benchmark code is marked noise-limited, naming
+    that run; one that moved less is not."""
+    moved, steady = TIMED[0].label, TIMED[1].label
+
+    def ratio(median):
+        return interleaved.Ratio(median, 0.99 * median, 1.01 * median, (median,) * 7, (1, 1))
+
+    machine = tmp_path / "m"
+    machine.mkdir()
+    _results(machine, "a" * 40, {(moved, "cpu"): ratio(1.0), (steady, "cpu"): ratio(1.0)}, 1)
+    _results(machine, "b" * 40, {(moved, "cpu"): ratio(1.2), (steady, "cpu"): ratio(1.05)}, 2)
+    results = headline.Results(tmp_path, "m", {n: ("v", ["row", "backend"]) for n in INTERLEAVED})
+    assert headline._interleaved(results, moved, "cpu", None) == (
+        "1.20× (1.19–1.21) noise-limited (previous run 1.00× at aaaaaaaa)"
+    )
+    assert headline._interleaved(results, steady, "cpu", None) == "1.05× (1.04–1.06)"
 
 
 def test_compare_passes_a_run_against_itself_and_refuses_a_missing_commit(tmp_path):
