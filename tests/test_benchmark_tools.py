@@ -320,3 +320,27 @@ def test_agreement_allows_noise_limited_rows_only():
     assert compare.disagree(steady, (1.15, 1.14, 1.16), 0.1)
     assert compare.disagree(steady, (0.85, 0.84, 0.86), 0.1)
     assert not compare.disagree(noisy, (1.15, 1.14, 1.16), 0.1)
+
+
+def test_the_readmes_deterministic_command_selects_no_timing():
+    """The README's quick command for the deterministic metrics (flops, bytes, steps,
+    accuracy) selects every `track_` benchmark except the timings tracked as numbers (the
+    interleaved ratios and times, the machine's roofs): those repeat their measurement
+    however quick the run."""
+    import re
+
+    from benchmarks.headline import discover
+
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("# the deterministic metrics", 1)[0].rsplit("asv run", 1)[1]
+    pattern = re.search(r'--bench "([^"]+)"', command).group(1)
+    timings = (
+        "bench_headline.",
+        "bench_batch.Batch.",
+        "bench_batch.BatchRatio.",
+        "bench_bake.RecipesPerDevice.",
+    )
+    tracks = [name for name in discover() if name.split(".")[-1].startswith("track_")]
+    selected = {name for name in tracks if re.search(pattern, name)}
+    assert selected == {name for name in tracks if not name.startswith(timings)}
+    assert "bench_batch.BatchCost.track_flops" in selected
