@@ -56,18 +56,6 @@ def _number(fn: Callable[[], object], min_time: float, number: int = 1) -> int:
         number = max(2 * number, math.ceil(1.2 * number * min_time / max(elapsed, 1e-9)))
 
 
-def _warm_number(fn: Callable[[], object], min_time: float) -> int:
-    """Warms `fn` up with one call (which compiles what is not compiled yet) and times it: a
-    call that alone lasts `min_time` (a compilation, a fresh interpreter, a large batch)
-    makes a sample of one call, tentatively (`measure` checks it against its first sample,
-    since the warm-up may have compiled); otherwise, the calls that make a sample."""
-    start = time.perf_counter()
-    fn()
-    if time.perf_counter() - start >= min_time:
-        return 1
-    return _number(fn, min_time)
-
-
 def measure(
     numerator: Callable[[], object],
     denominator: Callable[[], object],
@@ -77,13 +65,28 @@ def measure(
 ) -> Ratio:
     """The ratio of the time of a call of `numerator` to one of `denominator` (each a
     function of no arguments that blocks until its work is done), from `samples` interleaved
-    pairs of samples of at least `min_time` seconds each."""
+    pairs of samples of at least `min_time` seconds each.
+
+    Each side's first call is timed. One that alone lasts `min_time` makes a sample of one
+    call (a compilation, a fresh interpreter, a large batch), tentatively: it is checked
+    against the first sample, since the first call may have compiled what later calls reuse.
+    A shorter one is a warm-up, and the calls that make a sample are counted. Where both
+    sides are `Cold` (each call clears JAX's caches and compiles, or starts an interpreter:
+    nothing to warm) and their first calls last `min_time`, those are the first pair of
+    samples, A then B."""
     if samples < 2:
         raise ValueError(f"measure: samples must be at least 2 (for quartiles), got {samples}")
     fns = (numerator, denominator)
-    numbers = [_warm_number(fn, min_time) for fn in fns]
-    checked = False
+    numbers, firsts = [], []
+    for fn in fns:
+        start = time.perf_counter()
+        fn()
+        firsts.append(time.perf_counter() - start)
+        numbers.append(1 if firsts[-1] >= min_time else _number(fn, min_time))
     times: list[list[float]] = [[], []]
+    checked = all(isinstance(fn, Cold) for fn in fns) and numbers == [1, 1]
+    if checked:
+        times = [[firsts[0]], [firsts[1]]]
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -91,7 +94,7 @@ def measure(
             for side in (0, 1) if len(times[0]) % 2 == 0 else (1, 0):
                 times[side].append(_per_call(fns[side], numbers[side]))
             if not checked:
-                # A side whose warm-up compiled and whose calls are short: count its calls
+                # A side whose first call compiled and whose calls are short: count its calls
                 # now, and start the samples again.
                 checked = True
                 short = [s for s in (0, 1) if times[s][0] * numbers[s] < min_time]
@@ -106,6 +109,17 @@ def measure(
     low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
     seconds = (statistics.median(times[0]), statistics.median(times[1]))
     return Ratio(statistics.median(ratios), low, high, tuple(ratios), seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cold:
+    """A call that is cold by construction: a compile time (JAX's caches cleared first) or a
+    fresh interpreter. `measure` spends no warm-up on it."""
+
+    fn: Callable[[], object]
+
+    def __call__(self) -> object:
+        return self.fn()
 
 
 def _raw(code: str) -> Callable[[], object]:
@@ -151,7 +165,9 @@ class Programs:
         bench, method, args = self._setup(name, params, backend)
         bound = getattr(bench, method)
         if method.startswith("timeraw_"):
-            return _raw(bound(*args))
+            return Cold(_raw(bound(*args)))
+        if "compile" in method:
+            return Cold(lambda: bound(*args))
         return lambda: bound(*args)
 
     def last_compiled(self, name: str, params: dict, backend: str):

@@ -44,17 +44,29 @@ def test_measure_recovers_a_known_ratio(factor):
 
 def test_measure_interleaves_in_alternating_order(monkeypatch):
     """Each sample is `number` calls of one side next to `number` of the other, A B then B A,
-    so that a drift in the machine's speed charges both sides alike."""
+    so that a drift in the machine's speed charges both sides alike. (Here A's sample is 2
+    calls and B's 3, by fiat, and a sample can never last `min_time`: after the first calls
+    and one pair of samples the calls are counted again, and the samples start again.)"""
     log = []
     a, b = sleep(0, log, "a"), sleep(0, log, "b")
-    monkeypatch.setattr(interleaved, "_warm_number", lambda fn, min_time: {a: 2, b: 3}[fn])
-    measure(a, b, samples=4, min_time=0.0)
-    assert "".join(log) == "aabbbbbbaaaabbbbbbaa"
+    monkeypatch.setattr(interleaved, "_number", lambda fn, min_time, number=1: {a: 2, b: 3}[fn])
+    measure(a, b, samples=4, min_time=1.0)
+    assert "".join(log) == "ab" + "aabbb" + "aabbbbbbaaaabbbbbbaa"
+
+
+def test_cold_calls_are_samples_from_the_first():
+    """Calls that are cold by construction (`Cold`: a compile, a fresh interpreter) are not
+    warmed up: the first two calls are the first pair of samples."""
+    log = []
+    a, b = interleaved.Cold(sleep(0.03, log, "a")), interleaved.Cold(sleep(0.03, log, "b"))
+    ratio = measure(a, b, samples=3, min_time=0.02)
+    assert "".join(log) == "abbaab"
+    assert len(ratio.samples) == 3
 
 
 def test_a_long_call_is_a_sample_of_its_own():
-    """A call that lasts `min_time` (a compilation, a fresh interpreter) is warmed up once
-    and then timed once a sample: no calls spent on counting."""
+    """A call that lasts `min_time` (a large batch; the first call of a program) is warmed
+    up once and then timed once a sample: no calls spent on counting."""
     log = []
     measure(sleep(0.03, log, "a"), sleep(0.03, log, "b"), samples=3, min_time=0.02)
     assert "".join(log) == "ab" + "abbaab"
