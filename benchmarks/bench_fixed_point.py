@@ -163,7 +163,7 @@ class Dough(Suite):
 
 HIDDEN = 64
 TRAIN_STEPS = 200
-#: DEQTrainStep's weights "trained": after this many adam steps, where contraction is weaker.
+#: _DEQTrainStep's weights "trained": after this many adam steps, where contraction is weaker.
 TRAINED_STEPS = 300
 BATCH = 128
 
